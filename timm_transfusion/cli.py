@@ -1,0 +1,160 @@
+"""The `transfusion` command: a thin layer that parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _run_inits(args: argparse.Namespace) -> int:
+    from timm_transfusion import list_inits
+
+    for name, description in list_inits().items():
+        print(f"{name:24s} {description}")
+    return 0
+
+
+def _add_inits(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("inits", help="list the registered initializers")
+    parser.set_defaults(handler=_run_inits)
+
+
+def _hub_failure(command: str, err: Exception) -> int:
+    print(f"transfusion {command}: error: {err}", file=sys.stderr)
+    return 1
+
+
+def _run_card(args: argparse.Namespace) -> int:
+    from timm_transfusion.hub import ReportFolderError, RunFolderError, write_card
+
+    try:
+        path = write_card(
+            args.run_dir, similarity=args.similarity, experiment=args.experiment, repo_id=args.repo_id,
+            license=args.license,
+        )
+    except (RunFolderError, ReportFolderError) as err:
+        return _hub_failure("card", err)
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_card(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("card", help="render a run's model card into RUN_DIR/README.md (preview)")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by training")
+    parser.add_argument("--similarity", metavar="DIR", help="similarity report (`transfusion cca --out DIR`)")
+    parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
+    parser.add_argument("--repo-id", metavar="USER/REPO", help="repo named in the card's usage snippet")
+    parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    parser.set_defaults(handler=_run_card)
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    from timm_transfusion.hub import (
+        MissingTokenError,
+        PushError,
+        ReportFolderError,
+        RunFolderError,
+        push_to_hub,
+    )
+
+    try:
+        result = push_to_hub(
+            args.run_dir, args.repo_id, private=args.private, revision=args.revision,
+            create_pr=args.create_pr, token=args.token, commit_message=args.message,
+            similarity=args.similarity, experiment=args.experiment, license=args.license,
+        )
+    except (MissingTokenError, PushError, RunFolderError, ReportFolderError) as err:
+        return _hub_failure("push", err)
+    print(result.pr_url or result.commit_url)
+    return 0
+
+
+def _add_push(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("push", help="push a run (weights, card, reports) to the Hub, one commit")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by training")
+    parser.add_argument("repo_id", metavar="USER/REPO", help="Hub repo, created if missing")
+    parser.add_argument("--private", action="store_true", help="create the repo private (new repos only)")
+    parser.add_argument("--revision", metavar="BRANCH", help="branch to push to (created from main if new)")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument("--token", help="Hub token (default: HF_TOKEN, then `hf auth login`)")
+    parser.add_argument("--message", metavar="TEXT", help="commit message")
+    parser.add_argument("--similarity", metavar="DIR", help="similarity report (`transfusion cca --out DIR`)")
+    parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
+    parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    parser.set_defaults(handler=_run_push)
+
+
+def _run_cca(args: argparse.Namespace) -> int:
+    import torch
+
+    from timm_transfusion.similarity import compare
+    from timm_transfusion.similarity.sources import image_batches, load_model
+
+    try:
+        model_a = load_model(args.model_a, pretrained=not args.no_pretrained, seed=args.seed)
+        model_b = load_model(args.model_b, pretrained=not args.no_pretrained, seed=args.seed + 1)
+    except (RuntimeError, FileNotFoundError) as err:
+        print(f"transfusion cca: error: {err}", file=sys.stderr)
+        return 1
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model_a, model_b = model_a.to(device), model_b.to(device)
+    loader, preprocess = image_batches(
+        args.dataset, model_a, split=args.split, img_size=args.img_size, batch_size=args.batch_size,
+        limit=args.limit, workers=args.workers,
+    )
+    report = compare(
+        model_a, model_b, loader, metrics=args.metrics, layers=args.layers, max_positions=args.max_positions,
+        epsilon=args.epsilon, seed=args.seed, preprocess=preprocess, names=(args.model_a, args.model_b),
+        progress=True,
+    )
+    paths = report.save(args.out)
+    print(report.to_markdown())
+    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    return 0
+
+
+def _add_cca(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("cca", help="layer-wise (SV/PW)CCA and CKA between two models")
+    parser.add_argument("model_a", metavar="RUN_OR_MODEL_A", help="run folder, local-dir:, hf-hub: or timm")
+    parser.add_argument("model_b", metavar="RUN_OR_MODEL_B", help="the model to compare with (same forms)")
+    parser.add_argument("--dataset", required=True, metavar="SPEC", help="images, e.g. npz:PATH")
+    parser.add_argument("--out", required=True, metavar="DIR", help="writes similarity.{json,csv,md,png}")
+    parser.add_argument("--split", default="test", help="dataset split (default test)")
+    parser.add_argument("--limit", type=int, metavar="N", help="use the first N images")
+    parser.add_argument("--img-size", type=int, metavar="PX", help="input size (default: model A's)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument(
+        "--metrics", nargs="+", default=["pwcca", "svcca", "linear_cka"],
+        help="any of mean_cca pwcca pwcca_google svcca linear_cka linear_cka_debiased",
+    )
+    parser.add_argument("--layers", nargs="+", metavar="NAME", help="layer names (default: common groups)")
+    parser.add_argument("--max-positions", type=int, default=64, help="spatial positions per image and layer")
+    parser.add_argument("--epsilon", type=float, default=0.0, help="google/svcca's small-variance cutoff")
+    parser.add_argument("--no-pretrained", action="store_true", help="timm names get random (seeded) weights")
+    parser.add_argument("--seed", type=int, default=0, help="seed for random weights and position sampling")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.set_defaults(handler=_run_cca)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="transfusion",
+        description="Transfusion tools for timm models: initializers, similarity, fine-tuning, Hub.",
+    )
+    subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_inits(subparsers)
+    _add_card(subparsers)
+    _add_push(subparsers)
+    _add_cca(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Apply a registered initializer to a model in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .context import InitContext
+from .registry import check_options, resolve_init
+from .source import Source
+
+
+def apply_init(
+    model: nn.Module, name: str, source: Source | None = None, seed: int | None = None, **options: Any
+) -> nn.Module:
+    """Initialize `model` in place with the initializer `name` and return it.
+
+    `source` gives the pretrained weights (timm name, `hf-hub:`, `local-dir:`, file, state dict or module;
+    default: the model's own default pretrained weights). Tensors set at random get exactly what timm
+    gives a fresh model of the same architecture with `seed`.
+    """
+    return run_init(InitContext(model=model, seed=seed, source=source), name, options)
+
+
+def run_init(context: InitContext, name: str, options: dict[str, Any]) -> nn.Module:
+    """Resolve `name`, check `options`, compute the new state and load it into `context.model`."""
+    entry, params = resolve_init(name)
+    check_options(entry, options)
+    state = entry.fn(context, **params, **options)
+    untouched = context.target_state.keys() - state.keys()
+    if untouched:
+        state.update({key: context.random_state[key] for key in untouched})
+    with torch.no_grad():
+        context.model.load_state_dict(state, strict=True)
+    return context.model

@@ -1,0 +1,115 @@
+"""The built-in initializers: random, pretrained, meanvar, transfusion-k and transfusion-k+meanvar.
+
+Each returns the tensors it sets; every other tensor of the model takes the value timm's own
+initialization gives with the same seed (`ctx.random_state`), filled in by `run_init`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from .context import InitContext
+from .errors import SourceMismatchError
+from .groups import block_groups, check_block_index, classifier_keys
+from .registry import register_init
+from .sampling import BN_MODES, STATS_MODES, check_choice, identity_norm, norm_keys, sample_meanvar
+
+State = dict[str, torch.Tensor]
+_OPTIONAL_KEYS = ("num_batches_tracked",)
+
+
+@register_init(
+    "random", description="timm's own random initialization, seeded by init_seed", needs_source=False
+)
+def random_init(ctx: InitContext) -> State:
+    return {}
+
+
+@register_init(
+    "pretrained", description="full transfer: copy every source tensor; a head of another shape stays random"
+)
+def pretrained_init(ctx: InitContext) -> State:
+    return _source_tensors(ctx, ctx.target_state)
+
+
+@register_init(
+    "meanvar",
+    description="Mean Var: weights i.i.d. N(mean, var) of the matching source tensor; norm layers identity",
+)
+def meanvar_init(ctx: InitContext, *, bn: str = "identity", stats: str = "tensor") -> State:
+    return _meanvar_tensors(ctx, frozen=set(), bn=bn, stats=stats)
+
+
+@register_init(
+    "transfusion-{k}",
+    description="copy the stem and the first k block groups from the source; the rest as random",
+)
+def transfusion_init(ctx: InitContext, *, k: int) -> State:
+    return _source_tensors(ctx, _lower_keys(ctx, k))
+
+
+@register_init(
+    "transfusion-{k}+meanvar",
+    description="copy the stem and the first k block groups; the layers above are Mean Var",
+)
+def transfusion_meanvar_init(
+    ctx: InitContext, *, k: int, bn: str = "identity", stats: str = "tensor"
+) -> State:
+    lower = _lower_keys(ctx, k)
+    return {**_source_tensors(ctx, lower), **_meanvar_tensors(ctx, frozen=lower, bn=bn, stats=stats)}
+
+
+def _lower_keys(ctx: InitContext, k: int) -> set[str]:
+    groups = block_groups(ctx.model)
+    check_block_index(groups, k, ctx.model_name or type(ctx.model).__name__)
+    return groups.keys_up_to(k)
+
+
+def _meanvar_tensors(ctx: InitContext, *, frozen: set[str], bn: str, stats: str) -> State:
+    """Mean Var samples for every parameter outside `frozen`; normalization layers follow `bn`."""
+    check_choice("bn", bn, BN_MODES)
+    check_choice("stats", stats, STATS_MODES)
+    target = ctx.target_state
+    norms = norm_keys(ctx.model) - frozen
+    params = {name for name, _ in ctx.model.named_parameters()}
+    sampled = [k for k in target if k in params and k not in norms and k not in frozen]
+    if bn == "identity":
+        result = {key: identity_norm(key, target[key]) for key in norms}
+    elif bn == "transfer":
+        result = _source_tensors(ctx, norms)
+    else:
+        result = {key: identity_norm(key, target[key]) for key in norms if key not in params}
+        sampled += [key for key in norms if key in params]
+    source = _source_tensors(ctx, sampled)
+    for key in sampled:
+        if key in source and target[key].is_floating_point():
+            result[key] = sample_meanvar(source[key], target[key], stats=stats, generator=ctx.generator)
+    return result
+
+
+def _source_tensors(ctx: InitContext, keys: Iterable[str]) -> State:
+    """Source tensors for `keys`; only a classifier of another shape, or optional counters, may be absent."""
+    source, target = ctx.source_state, ctx.target_state
+    head = classifier_keys(ctx.model, target)
+    found: State = {}
+    problems: list[str] = []
+    for key in keys:
+        tensor = source.get(key)
+        if tensor is not None and tensor.shape == target[key].shape:
+            found[key] = tensor
+        elif key in head or key.endswith(_OPTIONAL_KEYS):
+            continue
+        elif tensor is None:
+            problems.append(f"{key!r} missing from the source")
+        else:
+            problems.append(
+                f"{key!r} is {tuple(target[key].shape)} in the model but {tuple(tensor.shape)} in the source"
+            )
+    if problems:
+        raise SourceMismatchError(
+            f"the init source does not match {ctx.model_name or type(ctx.model).__name__}: "
+            f"{len(problems)} tensors differ, first: {'; '.join(problems[:5])}. Is the source the same architecture?"
+        )
+    return found
