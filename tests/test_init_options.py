@@ -9,12 +9,12 @@ import sys
 import pytest
 import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from timm.models import save_for_hf
 from timm.models._factory import create_model as stock_create_model
 
 import timm_transfusion
-from timm_transfusion.init import apply_init, block_groups, register_init
+from timm_transfusion.init import apply_init, block_groups, register_init, registry
 from timm_transfusion.init.sampling import norm_keys
 
 
@@ -23,14 +23,29 @@ def weights(mobilenet_weights):
     return str(mobilenet_weights)
 
 
-def test_without_init_create_model_is_stock_timm():
+def same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("resnet18", {"num_classes": 7}), ("vit_tiny_patch16_224", {"init_values": 1e-5})]
+)
+def test_without_init_create_model_is_stock_timm(name, kwargs):
     torch.manual_seed(3)
-    ours = timm.create_model("resnet18", num_classes=7)
+    ours = timm.create_model(name, **kwargs)
     torch.manual_seed(3)
-    stock = stock_create_model("resnet18", num_classes=7)
+    stock = stock_create_model(name, **kwargs)
     assert timm.create_model is timm_transfusion.create_model is timm.models.create_model
-    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), stock.state_dict().values()))
+    assert same_state(ours, stock)
     assert ours.pretrained_cfg == stock.pretrained_cfg
+
+
+def test_timm_keywords_named_init_pass_through_with_an_init():
+    model = timm.create_model("vit_tiny_patch16_224", init="random", init_seed=1, init_values=1e-5)
+    torch.manual_seed(1)
+    assert same_state(model, stock_create_model("vit_tiny_patch16_224", init_values=1e-5))
+    assert torch.all(model.blocks[0].ls1.gamma == 1e-5)
 
 
 def test_random_init_is_exactly_timms_model_for_the_seed():
@@ -138,13 +153,21 @@ def test_features_only_overlay_and_local_dir_round_trip(tmp_path, weights):
     save_for_hf(model, tmp_path / "run")
     loaded = timm.create_model(f"local-dir:{tmp_path / 'run'}", pretrained=True)
     assert loaded.num_classes == 3
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    assert same_state(model, loaded)
     reinit = timm.create_model(f"local-dir:{tmp_path / 'run'}", init="transfusion-0", init_source=weights)
     assert torch.equal(reinit.conv_stem.weight, source["conv_stem.weight"])
     assert reinit.num_classes == 3
+    # with no source, a local-dir model's default weights are its own folder's, as pretrained=True loads
+    apply_init(
+        loaded.apply(lambda m: torch.nn.init.zeros_(m.weight) if isinstance(m, torch.nn.Conv2d) else None),
+        "pretrained",
+    )
+    assert same_state(loaded, model)
 
 
-def test_register_init_adds_a_usable_initializer():
+def test_register_init_adds_a_usable_initializer(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
     @register_init("zeros-test", description="all zeros (test)", needs_source=False)
     def zeros(ctx, *, value: float = 0.0):
         return {k: torch.full_like(v, value) for k, v in ctx.random_state.items()}
@@ -152,6 +175,8 @@ def test_register_init_adds_a_usable_initializer():
     assert timm_transfusion.list_inits()["zeros-test"] == "all zeros (test)"
     model = timm.create_model("cbr_small", init="zeros-test", init_value=2.0)
     assert torch.all(model.fc.weight == 2.0)
+    with pytest.raises(timm_transfusion.init.InitError, match="already registered"):
+        register_init("zeros-test", description="again")
 
 
 def test_offline_default_source_says_how_to_pass_a_local_file(tmp_path):
@@ -174,10 +199,12 @@ def test_offline_default_source_says_how_to_pass_a_local_file(tmp_path):
         (dict(init="gabor"), "UnknownInitError", ["'gabor'", "meanvar", "transfusion-{k}"]),
         (dict(init="transfusion-6"), "BlockIndexError", ["transfusion-6", "0..5"]),
         (dict(init="meanvar", init_bn="copy"), "InitOptionError", ["'copy'", "identity, transfer, meanvar"]),
-        (dict(init="meanvar", init_gain=2), "InitOptionError", ["'gain'", "bn, stats"]),
+        (dict(init="meanvar", init_gain=2), "InitOptionError", ["'init_gain'", "bn, stats"]),
         (dict(init="meanvar", init_source="missing/weights.safetensors"), "SourceError", ["missing/weights"]),
         (dict(init="meanvar", init_source="not_a_model_or_file"), "SourceError", ["not_a_model_or_file"]),
         (dict(init="meanvar", pretrained=True), "InitError", ["pretrained=True"]),
+        (dict(init="random", init_source="w.pth"), "InitOptionError", ["'random'", "drop the init source"]),
+        (dict(init="meanvar", init_source="resnet18.nope"), "SourceError", ["'resnet18.nope'", "nope"]),
     ],
 )
 def test_bad_inputs_raise_clear_errors(kwargs, error, fragments, weights):
@@ -219,8 +246,8 @@ def test_model_without_group_matcher_refuses_transfusion():
         apply_init(model, "transfusion-0", source=model.state_dict())
 
 
-def test_corrupt_state_dict_file_with_non_tensors_is_rejected(tmp_path):
-    path = tmp_path / "odd.safetensors"
-    save_file({"x": torch.zeros(2)}, str(path))
-    with pytest.raises(timm_transfusion.init.SourceMismatchError):
+def test_checkpoint_without_tensors_is_rejected(tmp_path):
+    path = tmp_path / "odd.pth"
+    torch.save({"epoch": 3, "lr": 0.1}, path)
+    with pytest.raises(timm_transfusion.init.SourceError, match="not a state dict of tensors: 'epoch'"):
         timm.create_model("cbr_small", init="pretrained", init_source=str(path))

@@ -55,15 +55,6 @@ def test_cbr_follows_timms_model_api(name):
     assert groups.num_blocks == len(widths) - 1 and groups.group_of["stem.conv.weight"] == 0
 
 
-def test_cbr_trains_one_step_and_changes_its_weights():
-    model = timm.create_model("cbr_small", num_classes=2)
-    before = model.fc.weight.detach().clone()
-    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 0, 1]))
-    loss.backward()
-    torch.optim.SGD(model.parameters(), lr=0.1).step()
-    assert not torch.equal(before, model.fc.weight)
-
-
 VEHICLE = re.compile(
     r"\b(truck|car|van|jeep|limousine|cab|minivan|pickup|trailer|fire engine|ambulance|bus|wagon|racer|"
     r"convertible|tractor|forklift|moped|scooter|snowplow|tow|garbage|trolleybus|streetcar|airliner|warplane|"

@@ -27,7 +27,7 @@ def apply_init(
 def run_init(context: InitContext, name: str, options: dict[str, Any]) -> nn.Module:
     """Resolve `name`, check `options`, compute the new state and load it into `context.model`."""
     entry, params = resolve_init(name)
-    check_options(entry, options)
+    check_options(entry, options, source=context.source)
     state = entry.fn(context, **params, **options)
     untouched = context.target_state.keys() - state.keys()
     if untouched:

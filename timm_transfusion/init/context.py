@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import torch
+from timm.models import get_model_args
+from timm.models._factory import create_model as timm_create_model
 from torch import nn
 
 from .errors import InitError
+from .seeding import seeded
 from .source import Source, resolve_source
 
 
@@ -24,17 +26,18 @@ class InitContext:
     model: nn.Module
     seed: int | None = None
     source: Source | None = None
-    model_name: str | None = None
-    pretrained_cfg_overlay: dict[str, Any] | None = None
     reference_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @cached_property
     def source_state(self) -> dict[str, torch.Tensor]:
-        return resolve_source(
-            self.source,
-            model_name=self.model_name or _default_weights_name(self.model),
-            pretrained_cfg_overlay=self.pretrained_cfg_overlay,
-        )
+        return resolve_source(self.source, model=self.model)
+
+    @property
+    def model_name(self) -> str:
+        """The architecture's name, for messages."""
+        return (getattr(self.model, "pretrained_cfg", None) or {}).get("architecture") or type(
+            self.model
+        ).__name__
 
     @cached_property
     def target_state(self) -> dict[str, torch.Tensor]:
@@ -54,29 +57,15 @@ class InitContext:
         return None if self.seed is None else torch.Generator().manual_seed(self.seed)
 
 
-def _default_weights_name(model: nn.Module) -> str | None:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    architecture, tag = cfg.get("architecture"), cfg.get("tag")
-    if not architecture:
-        return None
-    return f"{architecture}.{tag}" if tag else architecture
-
-
 def _fresh_state(model: nn.Module, seed: int | None) -> dict[str, torch.Tensor]:
-    from .factory import timm_create_model
-
     architecture = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
     if not architecture:
         raise InitError(
             f"cannot rebuild {type(model).__name__} for its random initialization: it was not created by "
             "timm.create_model (no pretrained_cfg['architecture'])"
         )
-    model_args = dict(getattr(model, "_model_args", {}))
-    if hasattr(model, "num_classes"):
-        model_args.setdefault("num_classes", model.num_classes)
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+    model_args = get_model_args(model)
+    with seeded(seed):
         fresh = timm_create_model(architecture, **model_args)
     state = fresh.state_dict()
     current = model.state_dict()

@@ -63,7 +63,7 @@ def transfusion_meanvar_init(
 
 def _lower_keys(ctx: InitContext, k: int) -> set[str]:
     groups = block_groups(ctx.model)
-    check_block_index(groups, k, ctx.model_name or type(ctx.model).__name__)
+    check_block_index(groups, k, ctx.model_name)
     return groups.keys_up_to(k)
 
 
@@ -109,7 +109,7 @@ def _source_tensors(ctx: InitContext, keys: Iterable[str]) -> State:
             )
     if problems:
         raise SourceMismatchError(
-            f"the init source does not match {ctx.model_name or type(ctx.model).__name__}: "
-            f"{len(problems)} tensors differ, first: {'; '.join(problems[:5])}. Is the source the same architecture?"
+            f"the init source does not match {ctx.model_name}: "
+            f"{len(problems)} tensor(s) differ, first: {'; '.join(problems[:5])}. Is the source the same architecture?"
         )
     return found

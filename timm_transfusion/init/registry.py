@@ -10,11 +10,13 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .errors import InitOptionError, UnknownInitError
+import torch
 
-InitFn = Callable[..., dict]
+from .errors import InitError, InitOptionError, UnknownInitError
+
+InitFn = Callable[..., dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,12 @@ class InitEntry:
     fn: InitFn
     description: str
     needs_source: bool
+    regex: re.Pattern = field(init=False, repr=False)
 
-    @property
-    def regex(self) -> re.Pattern:
+    def __post_init__(self) -> None:
         escaped = re.escape(self.pattern).replace(r"\{", "{").replace(r"\}", "}")
-        return re.compile("^" + re.sub(r"{(\w+)}", r"(?P<\1>\\d+)", escaped) + "$")
+        regex = re.compile("^" + re.sub(r"{(\w+)}", r"(?P<\1>\\d+)", escaped) + "$")
+        object.__setattr__(self, "regex", regex)
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -49,8 +52,16 @@ class InitEntry:
 _REGISTRY: dict[str, InitEntry] = {}
 
 
-def register_init(pattern: str, *, description: str, needs_source: bool = True) -> Callable[[InitFn], InitFn]:
-    """Decorator that registers an initializer under `pattern` (e.g. `"meanvar"`, `"transfusion-{k}"`)."""
+def register_init(
+    pattern: str, *, description: str, needs_source: bool = True, replace: bool = False
+) -> Callable[[InitFn], InitFn]:
+    """Decorator that registers an initializer under `pattern` (e.g. `"meanvar"`, `"transfusion-{k}"`).
+
+    `needs_source=False` marks initializers that read no pretrained weights (they refuse a source);
+    registering a taken pattern raises unless `replace=True`.
+    """
+    if pattern in _REGISTRY and not replace:
+        raise InitError(f"an initializer {pattern!r} is already registered; pass replace=True to override it")
 
     def decorator(fn: InitFn) -> InitFn:
         _REGISTRY[pattern] = InitEntry(pattern, fn, description, needs_source)
@@ -73,8 +84,10 @@ def resolve_init(name: str) -> tuple[InitEntry, dict[str, int]]:
     raise UnknownInitError(f"unknown init {name!r}; valid inits: {', '.join(_REGISTRY)} (k = 0, 1, 2, …)")
 
 
-def check_options(entry: InitEntry, options: dict[str, object]) -> None:
-    """Raise if `options` names anything the initializer does not accept."""
+def check_options(entry: InitEntry, options: dict[str, object], *, source: object = None) -> None:
+    """Raise if `options` names anything the initializer does not accept, or it is given an unused source."""
+    if source is not None and not entry.needs_source:
+        raise InitOptionError(f"init {entry.pattern!r} reads no pretrained weights; drop the init source")
     unknown = sorted(set(options) - set(entry.options))
     if unknown:
         valid = ", ".join(entry.options) or "none"

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
 from .errors import InitOptionError
 
+_NORM_CLASS = re.compile(r"Norm(Act)?(\dd)?$")
 BN_MODES = ("identity", "transfer", "meanvar")
 STATS_MODES = ("tensor", "channel")
 _IDENTITY = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}
 
 
 def check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise an `InitOptionError` naming the valid choices unless `value` is one of them."""
     if value not in choices:
         raise InitOptionError(f"{option}={value!r} is not valid; choose one of {', '.join(choices)}")
 
@@ -29,8 +33,9 @@ def norm_keys(model: nn.Module) -> set[str]:
 
 
 def _is_norm(module: nn.Module) -> bool:
-    norm_types = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
-    return isinstance(module, norm_types) or "Norm" in type(module).__name__
+    """torch's normalization layers and timm's own (RmsNorm, FrozenBatchNorm2d, LayerNorm2d, BatchNormAct2d, …)."""
+    norm_types = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+    return isinstance(module, norm_types) or _NORM_CLASS.search(type(module).__name__) is not None
 
 
 def identity_norm(key: str, like: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,10 @@
 
 A source is a timm model name (with or without tag), `hf-hub:org/repo`, `local-dir:PATH`, a weights
 file (.safetensors / .pth / .pth.tar / .bin; `state_dict` / `model` wrappers and `module.` prefixes
-are handled by timm's `load_state_dict`), a state dict, or an `nn.Module`.
+are handled by timm's `load_state_dict`), a state dict, or an `nn.Module`. With no source, the
+weights are what `timm.create_model(..., pretrained=True)` gives the model itself: its
+`pretrained_cfg` (hub id, url, file or local dir) and its arguments, so timm adapts `in_chans`,
+`img_size` and the classifier exactly as it would for stock pretrained loading.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from typing import Any
 
 import timm
 import torch
-from timm.models import load_state_dict
+from timm.models import get_model_args, load_state_dict
 from timm.models._builder import resolve_pretrained_cfg
-from timm.models._factory import parse_model_name
+from timm.models._factory import create_model as timm_create_model
 from timm.models._helpers import clean_state_dict
 from torch import nn
 
@@ -24,82 +27,108 @@ from .errors import SourceError, SourceUnavailableError
 Source = str | Path | Mapping[str, torch.Tensor] | nn.Module
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
+_CHECKPOINT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
+_INPUT_ARGS = ("in_chans", "img_size")
 _HOW_TO_PASS_LOCAL = (
     "pass local weights instead, e.g. init_source='path/to/weights.safetensors' (or .pth/.bin), "
     "init_source='local-dir:PATH' (a folder written by timm's save_for_hf), or a state dict / nn.Module"
 )
 
 
-def resolve_source(
-    source: Source | None,
-    *,
-    model_name: str | None = None,
-    pretrained_cfg_overlay: dict[str, Any] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Return the source weights as a CPU state dict.
-
-    With `source=None` the weights are the default pretrained weights of `model_name` (optionally
-    redirected by `pretrained_cfg_overlay`, e.g. `dict(file=...)`), downloaded by timm when online.
-    """
+def resolve_source(source: Source | None, *, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return the weights of `source` for initializing `model`, as a state dict."""
     if source is None:
-        if model_name is None:
-            raise SourceError("no init source given and the model's name is unknown; " + _HOW_TO_PASS_LOCAL)
-        return _pretrained_state(model_name, pretrained_cfg_overlay)
+        return _default_weights(model)
     if isinstance(source, nn.Module):
-        return {k: v.detach().cpu() for k, v in source.state_dict().items()}
+        return clean_state_dict(
+            {k: v.detach() for k, v in getattr(source, "module", source).state_dict().items()}
+        )
     if isinstance(source, Mapping):
-        return clean_state_dict(dict(source))
+        return _unwrap_checkpoint(source)
     if not isinstance(source, (str, Path)):
         raise SourceError(f"unsupported init source of type {type(source).__name__}; " + _HOW_TO_PASS_LOCAL)
     text = str(source)
+    input_args = {k: v for k, v in get_model_args(model).items() if k in _INPUT_ARGS}
     if text.startswith(("hf-hub:", "local-dir:")):
-        return _pretrained_state(text, None)
+        return _pretrained_state(text, input_args)
     path = Path(text).expanduser()
     if path.is_dir():
-        return _pretrained_state(f"local-dir:{path}", None)
+        return _pretrained_state(f"local-dir:{path}", input_args)
     if path.is_file():
         return _read_weights_file(path)
     if path.suffix in WEIGHT_SUFFIXES or "/" in text or "\\" in text:
         raise SourceError(f"init source file {text!r} does not exist")
-    if not timm.is_model(text.split(".")[0]) and not timm.is_model(text):
+    architecture, _, tag = text.partition(".")
+    if not timm.is_model(architecture):
         raise SourceError(
             f"init source {text!r} is neither an existing file or folder, 'hf-hub:…', 'local-dir:…', "
             "nor a timm model name (see timm.list_models())"
         )
-    return _pretrained_state(text, None)
+    try:
+        cfg = resolve_pretrained_cfg(architecture, pretrained_cfg=tag or None).to_dict()
+    except RuntimeError as error:
+        raise SourceError(
+            f"init source {text!r}: {error} (see timm.list_pretrained('{architecture}*'))"
+        ) from error
+    _check_weights_location(text, cfg)
+    return _pretrained_state(text, input_args)
+
+
+def _default_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments."""
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    architecture = cfg.get("architecture")
+    if not architecture:
+        raise SourceError(
+            f"no init source given and {type(model).__name__} has no pretrained_cfg; " + _HOW_TO_PASS_LOCAL
+        )
+    _check_weights_location(architecture, cfg)
+    return _pretrained_state(architecture, get_model_args(model), pretrained_cfg=cfg)
+
+
+def _check_weights_location(name: str, cfg: dict[str, Any]) -> None:
+    """Raise where timm would only warn and stay random: a pretrained_cfg that names no weights."""
+    if cfg.get("source") in ("hf-hub", "local-dir"):
+        return
+    if not any(cfg.get(field) for field in ("url", "hf_hub_id", "file", "state_dict")):
+        raise SourceUnavailableError(
+            f"{name!r} has no default pretrained weights to download; " + _HOW_TO_PASS_LOCAL
+        )
+
+
+def _unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """A state dict from a checkpoint dict (`state_dict` / `model` / EMA wrappers, `module.` prefixes)."""
+    for key in _CHECKPOINT_KEYS:
+        if isinstance(checkpoint.get(key), Mapping):
+            return _unwrap_checkpoint(checkpoint[key])
+    state = clean_state_dict(dict(checkpoint))
+    odd = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if odd:
+        raise SourceError(
+            f"the init source is not a state dict of tensors: {odd[0]!r} is a {type(state[odd[0]]).__name__}"
+        )
+    return state
 
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     try:
-        state = load_state_dict(str(path))
+        checkpoint = load_state_dict(str(path))
     except Exception as error:  # safetensors, pickle and zip errors have no common base class
         raise SourceError(
             f"could not read weights file {str(path)!r} ({type(error).__name__}: {error})"
         ) from error
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise SourceError(f"weights file {str(path)!r} does not hold a state dict of tensors")
-    return dict(state)
-
-
-def _has_weights_location(model_name: str, overlay: dict[str, Any] | None) -> bool:
-    """Whether timm knows where to get `model_name`'s weights (timm only warns and stays random otherwise)."""
-    architecture, tag = parse_model_name(model_name)[1].partition(".")[::2]
-    cfg = resolve_pretrained_cfg(architecture, pretrained_cfg=tag or None, pretrained_cfg_overlay=overlay)
-    return any(getattr(cfg, field, None) for field in ("url", "hf_hub_id", "file", "state_dict"))
-
-
-def _pretrained_state(model_name: str, overlay: dict[str, Any] | None) -> dict[str, torch.Tensor]:
-    """Build `model_name` with pretrained=True through timm (hub, url, file, local-dir) and take its state."""
-    from .factory import timm_create_model
-
-    if not model_name.startswith(("hf-hub:", "local-dir:")) and not _has_weights_location(
-        model_name, overlay
-    ):
-        raise SourceUnavailableError(
-            f"{model_name!r} has no default pretrained weights to download; " + _HOW_TO_PASS_LOCAL
-        )
+    if not isinstance(checkpoint, Mapping):
+        raise SourceError(f"weights file {str(path)!r} holds a {type(checkpoint).__name__}, not a state dict")
     try:
-        model = timm_create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay)
+        return _unwrap_checkpoint(checkpoint)
+    except SourceError as error:
+        raise SourceError(f"weights file {str(path)!r}: {error}") from error
+
+
+def _pretrained_state(model_name: str, model_args: dict[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:
+    """Build `model_name` with pretrained=True through timm (hub, url, file, local-dir) and take its state."""
+    try:
+        model = timm_create_model(model_name, pretrained=True, **model_args, **kwargs)
     except Exception as error:  # hub, url and file loaders raise unrelated exception types
         raise SourceUnavailableError(
             f"could not load pretrained weights for {model_name!r} ({type(error).__name__}: {error}); "

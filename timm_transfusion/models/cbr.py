@@ -11,7 +11,8 @@ Each stage is conv(k×k, stride 1, 'same' padding, no bias) → BatchNorm → Re
 | cbr_small | 7×7 | 32-64-128-256 |
 | cbr_tiny | 5×5 | 64-128-256-512 |
 
-Published reimplementations differ in padding and in CBR-Tiny; this one follows the design notes above.
+Published reimplementations differ in padding and in CBR-Tiny; this one follows the paper's text as
+tabled above (parameter counts in the README, checked by tests/test_models.py).
 """
 
 from __future__ import annotations
@@ -82,9 +83,10 @@ class CBR(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.num_classes = num_classes
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+        if global_pool is not None:
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_intermediates(
@@ -147,7 +149,7 @@ def _cfg(**kwargs) -> dict:
     return {
         "num_classes": 1000,
         "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
+        "pool_size": (14, 14),
         "crop_pct": 0.875,
         "interpolation": "bilinear",
         "mean": (0.485, 0.456, 0.406),
@@ -163,7 +165,7 @@ default_cfgs = generate_default_cfgs(
     {
         "cbr_tiny.untrained": _cfg(),
         "cbr_small.untrained": _cfg(),
-        "cbr_large_tall.untrained": _cfg(),
+        "cbr_large_tall.untrained": _cfg(pool_size=(7, 7)),
         "cbr_large_wide.untrained": _cfg(),
     }
 )
