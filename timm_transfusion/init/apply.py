@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .context import InitContext
+from .errors import InitError
 from .registry import check_options, resolve_init
 from .source import Source
 
@@ -29,9 +30,15 @@ def run_init(context: InitContext, name: str, options: dict[str, Any]) -> nn.Mod
     entry, params = resolve_init(name)
     check_options(entry, options, source=context.source)
     state = entry.fn(context, **params, **options)
-    untouched = context.target_state.keys() - state.keys()
+    target = context.target_state
+    stray = sorted(state.keys() - target.keys())
+    if stray:
+        raise InitError(f"init {name!r} returned tensors the model does not have, first: {stray[:3]}")
+    untouched = target.keys() - state.keys()
     if untouched:
         state.update({key: context.random_state[key] for key in untouched})
+    # tensors that already are the model's own (its seeded timm init) need no copy
+    changed = {key: value for key, value in state.items() if value.data_ptr() != target[key].data_ptr()}
     with torch.no_grad():
-        context.model.load_state_dict(state, strict=True)
+        context.model.load_state_dict(changed, strict=False)
     return context.model
