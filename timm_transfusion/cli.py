@@ -138,6 +138,56 @@ def _add_cca(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_cca)
 
 
+def _run_train(args: argparse.Namespace) -> int:
+    from timm_transfusion.train import USER_ERRORS, config_from_args, train
+
+    try:
+        train(config_from_args(args))
+    except USER_ERRORS as err:
+        print(f"transfusion train: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    from timm_transfusion.train import add_train_arguments
+
+    parser = subparsers.add_parser("train", help="fine-tune a timm model with an init (accelerate loop)")
+    add_train_arguments(parser)
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_experiment(args: argparse.Namespace) -> int:
+    from timm_transfusion.train import USER_ERRORS, config_from_args
+    from timm_transfusion.train.experiment import run_experiment
+
+    inits = [name.strip() for name in args.inits.split(",") if name.strip()]
+    try:
+        paths = run_experiment(config_from_args(args), inits=inits, seeds=args.seeds, source=args.source)
+    except USER_ERRORS as err:
+        print(f"transfusion experiment: error: {err}", file=sys.stderr)
+        return 2
+    print(f"report: {paths['results.md']}")
+    return 0
+
+
+def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
+    from timm_transfusion.train import add_train_arguments
+
+    parser = subparsers.add_parser("experiment", help="the paper's grid: inits x seeds, results + plots")
+    add_train_arguments(parser, grid=True)
+    parser.add_argument(
+        "--source", help="source weights for every init but random (timm name, file, local-dir:)"
+    )
+    parser.add_argument(
+        "--inits",
+        default="random,pretrained,meanvar,transfusion-1,transfusion-2",
+        help="comma-separated init names",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per init")
+    parser.set_defaults(handler=_run_experiment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transfusion",
@@ -148,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_card(subparsers)
     _add_push(subparsers)
     _add_cca(subparsers)
+    _add_train(subparsers)
+    _add_experiment(subparsers)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Jinja templates for model cards, installed as ``timm_transfusion.hub_cards`` (see pyproject.toml)."""

@@ -1,0 +1,132 @@
+"""Degenerate activations give finite similarities; invalid inputs raise clear errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_similarity_reference import correlated
+
+from timm_transfusion import similarity
+
+CCA_METRICS = {
+    "mean_cca": lambda x, y, **kw: similarity.mean_cca(x, y, **kw),
+    "pwcca": lambda x, y, **kw: similarity.pwcca(x, y, **kw),
+    "pwcca_google": lambda x, y, **kw: similarity.pwcca(x, y, convention="google-svcca", **kw),
+    "svcca": lambda x, y, **kw: similarity.svcca(x, y, **kw),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny float64 matrices: one thread avoids OpenMP oversubscription on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _degenerate(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = correlated(1000, 20, 30, seed=21)
+    if kind == "dead":
+        x[:, [2, 7]] = 0.0
+    elif kind == "constant":
+        x[:, 4] = 3.25
+    elif kind == "rank_deficient":
+        x[:, 10:] = x[:, :10] @ np.random.default_rng(0).normal(size=(10, 10))
+    return x, y
+
+
+@pytest.mark.parametrize("kind", ["dead", "constant", "rank_deficient"])
+@pytest.mark.parametrize("epsilon", [0.0, 1e-6])
+@pytest.mark.parametrize("metric", list(CCA_METRICS))
+def test_degenerate_neurons_give_finite_similarity(kind, epsilon, metric):
+    x, y = _degenerate(kind)
+    for first, second in ((x, y), (y, x)):
+        value = CCA_METRICS[metric](first, second, epsilon=epsilon)
+        assert math.isfinite(value) and -1e-12 <= value <= 1 + 1e-12
+
+
+@pytest.mark.parametrize("kind", ["dead", "constant", "rank_deficient"])
+def test_degenerate_neurons_give_finite_cka(kind):
+    x, y = _degenerate(kind)
+    assert 0.0 <= similarity.linear_cka(x, y) <= 1.0
+    assert math.isfinite(similarity.linear_cka(x, y, debiased=True))
+
+
+def test_epsilon_removes_dead_neurons():
+    x, y = _degenerate("dead")
+    result = similarity.cca(x, y, epsilon=1e-6)
+    assert result.x_kept.tolist() == [i not in (2, 7) for i in range(20)]
+
+
+def test_rank_deficient_layer_is_perfectly_similar_to_itself():
+    x, _ = _degenerate("rank_deficient")
+    result = similarity.cca(x, x)
+    assert result.correlations.numel() == 10  # the numerical rank, not the 20 neurons
+    assert result.mean_correlation() == pytest.approx(1.0, abs=1e-9)
+    assert result.pwcca() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_all_dead_layer_gives_zero():
+    x, y = correlated(500, 10, 12, seed=1)
+    assert similarity.pwcca(np.zeros_like(x), y) == 0.0
+    assert similarity.mean_cca(x, np.zeros_like(y)) == 0.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_activations_raise(bad):
+    x, y = correlated(200, 5, 6, seed=2)
+    y[17, 3] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        similarity.pwcca(x, y)
+
+
+def test_mismatched_datapoints_raise():
+    x, y = correlated(200, 5, 6, seed=2)
+    with pytest.raises(ValueError, match="200 datapoints but y has 199"):
+        similarity.mean_cca(x, y[:-1])
+
+
+@pytest.mark.parametrize("metric", list(CCA_METRICS))
+def test_fewer_datapoints_than_features_raise(metric):
+    x, y = correlated(40, 50, 30, seed=3)
+    with pytest.raises(ValueError, match="40 datapoints for 50 features"):
+        CCA_METRICS[metric](x, y)
+
+
+def test_fewer_datapoints_than_features_may_warn_instead():
+    x, y = correlated(40, 50, 30, seed=3)
+    with pytest.warns(UserWarning, match="40 datapoints for 50 features"):
+        value = similarity.pwcca(x, y, allow_underdetermined=True)
+    assert math.isfinite(value)
+
+
+def test_unknown_convention_names_the_choices():
+    x, y = correlated(200, 5, 6, seed=2)
+    with pytest.raises(ValueError, match="'google'.*centered.*google-svcca"):
+        similarity.pwcca(x, y, convention="google")
+
+
+def test_wrong_rank_input_raises():
+    with pytest.raises(ValueError, match=r"2-D \(datapoints, features\)"):
+        similarity.linear_cka(np.zeros((4, 3, 2)), np.zeros((4, 3)))
+
+
+def test_debiased_cka_needs_fourth_moments():
+    x, y = correlated(200, 5, 6, seed=2)
+    with pytest.raises(ValueError, match="fourth_moments=True"):
+        similarity.MomentAccumulator().update(x, y).linear_cka(debiased=True)
+    with pytest.raises(ValueError, match="with fourth moments and one without"):
+        similarity.MomentAccumulator().update(x, y) + similarity.MomentAccumulator(
+            fourth_moments=True
+        ).update(x, y)
+
+
+def test_overflowing_squares_raise():
+    x, y = correlated(200, 5, 6, seed=2)
+    x[3, 1] = 1e300
+    with pytest.raises(ValueError, match="overflow"):
+        similarity.mean_cca(x, y)

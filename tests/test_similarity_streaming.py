@@ -1,0 +1,135 @@
+"""The streaming accumulator: batches, merges and all-reduce give the one-shot answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from test_similarity_reference import correlated
+
+from timm_transfusion.similarity import MomentAccumulator
+from timm_transfusion.similarity.moments import gram
+
+METRICS = {
+    "mean_cca": lambda m: m.mean_cca(),
+    "pwcca": lambda m: m.pwcca(),
+    "pwcca_google": lambda m: m.pwcca(convention="google-svcca"),
+    "svcca": lambda m: m.svcca(threshold=0.95),
+    "linear_cka": lambda m: m.linear_cka(),
+    "linear_cka_debiased": lambda m: m.linear_cka(debiased=True),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny float64 matrices: one thread avoids OpenMP oversubscription on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _values(accumulator: MomentAccumulator) -> dict[str, float]:
+    return {name: metric(accumulator) for name, metric in METRICS.items()}
+
+
+def _accumulate(x: np.ndarray, y: np.ndarray, batches: int) -> MomentAccumulator:
+    accumulator = MomentAccumulator(fourth_moments=True)
+    for xb, yb in zip(np.array_split(x, batches), np.array_split(y, batches), strict=True):
+        accumulator.update(xb, yb)
+    return accumulator
+
+
+@pytest.fixture(scope="module")
+def data():
+    return correlated(3000, 24, 40, seed=11)
+
+
+@pytest.mark.parametrize("batches", [7, 100])
+def test_streaming_over_batches_equals_one_pass(data, batches):
+    one_pass, streamed = _values(_accumulate(*data, 1)), _values(_accumulate(*data, batches))
+    for name, value in one_pass.items():
+        assert abs(streamed[name] - value) <= 1e-10, name
+
+
+def test_merged_accumulators_equal_one_over_all_data(data):
+    x, y = data
+    merged = _accumulate(x[:1234], y[:1234], 3) + _accumulate(x[1234:], y[1234:], 5)
+    whole = _accumulate(x, y, 1)
+    assert merged.n == whole.n
+    for name, value in _values(whole).items():
+        assert abs(_values(merged)[name] - value) <= 1e-10, name
+
+
+def test_raw_moments_match_numpy(data):
+    x, y = data
+    accumulator = _accumulate(x, y, 7)
+    np.testing.assert_allclose(accumulator.sum_x.numpy(), x.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(accumulator.xy.numpy(), x.T @ y, rtol=1e-11)
+    np.testing.assert_allclose(accumulator.covariance().yy.numpy(), np.cov(y, rowvar=False), rtol=1e-11)
+
+
+def test_blocked_gram_equals_the_full_product():
+    rows = torch.from_numpy(np.random.default_rng(5).normal(size=(301, 900)))
+    torch.testing.assert_close(gram(rows, leaf=64), rows @ rows.T, rtol=1e-12, atol=1e-10)
+
+
+def test_large_means_do_not_cancel(data):
+    # Raw sums would lose ~(1e7)² × 1e-16 of relative precision here; the centred update does not.
+    x, y = data
+    shifted = _accumulate(x + 1e7, y - 3e6, 100)
+    assert abs(shifted.pwcca() - _accumulate(x, y, 1).pwcca()) <= 1e-8
+
+
+def test_statistics_stay_on_the_data_device_in_float64(data):
+    accumulator = MomentAccumulator().update(
+        torch.from_numpy(data[0]).float(), torch.from_numpy(data[1]).half()
+    )
+    assert accumulator.scatter_xy.dtype == torch.float64
+    assert accumulator.scatter_xy.device == torch.device("cpu")
+
+
+def _all_reduce_shard(rank: int, world: int, init_file: str) -> dict[str, float]:
+    """Accumulate this rank's shard of the data, all-reduce, and return the metrics."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        x, y = correlated(3000, 24, 40, seed=11)
+        shard = np.array_split(np.arange(len(x)), world)[rank]
+        accumulator = _accumulate(x[shard], y[shard], 3).all_reduce()
+        return {"n": accumulator.n, **_values(accumulator)}
+    finally:
+        dist.destroy_process_group()
+
+
+def _second_rank(init_file: str, out_file: str) -> None:
+    torch.set_num_threads(1)
+    torch.save(_all_reduce_shard(1, 2, init_file), out_file)
+
+
+def test_two_process_gloo_all_reduce_matches_single_process(data, tmp_path):
+    # This process is rank 0; a spawned process is rank 1.
+    child = mp.get_context("spawn").Process(
+        target=_second_rank, args=(str(tmp_path / "init"), str(tmp_path / "rank1.pt"))
+    )
+    child.start()
+    try:
+        results = [_all_reduce_shard(0, 2, str(tmp_path / "init"))]
+    finally:
+        child.join(timeout=120)
+    assert child.exitcode == 0
+    results.append(torch.load(tmp_path / "rank1.pt"))
+    expected = _values(_accumulate(*data, 1))
+    for rank, result in enumerate(results):
+        assert result.pop("n") == len(data[0])
+        for name, value in expected.items():
+            assert abs(result[name] - value) <= 1e-10, (rank, name)
+
+
+def test_update_never_modifies_the_callers_activations(data):
+    x = torch.from_numpy(np.ascontiguousarray(data[0].T)).T  # a transposed view: (n, d) over (d, n) memory
+    y = torch.from_numpy(data[1].copy())
+    before = x.clone(), y.clone()
+    MomentAccumulator(fourth_moments=True).update(x, y)
+    assert torch.equal(x, before[0]) and torch.equal(y, before[1])

@@ -1,0 +1,58 @@
+"""What the ``label`` column says about the task: number of classes and single- vs multi-label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+
+from .errors import LabelError
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """``num_classes`` outputs; ``multilabel``: several binary labels per image (sigmoid + BCE)."""
+
+    num_classes: int
+    multilabel: bool
+    names: list[str] | None = None
+
+
+def label_info(ds: datasets.Dataset, num_classes: int | None = None) -> LabelInfo:
+    """Infer the task from the ``label`` feature (ClassLabel, fixed-length list, or int values)."""
+    feature = ds.features["label"]
+    if isinstance(feature, (datasets.List, datasets.Sequence, datasets.LargeList)) or isinstance(
+        feature, list
+    ):
+        length = getattr(feature, "length", -1)
+        if length is None or length < 0:
+            length = len(ds[0]["label"]) if len(ds) else 0
+        return LabelInfo(num_classes or length, True)
+    if isinstance(feature, datasets.ClassLabel):
+        return LabelInfo(num_classes or feature.num_classes, False, list(feature.names))
+    values = np.asarray(ds["label"])
+    return LabelInfo(num_classes or (int(values.max()) + 1 if values.size else 0), False)
+
+
+def check_labels(ds: datasets.Dataset, info: LabelInfo, where: str) -> None:
+    """Raise ``LabelError`` for an empty split or labels that do not fit ``info``."""
+    if len(ds) == 0:
+        raise LabelError(f"{where} is empty: no images to train or evaluate on")
+    values = np.asarray(ds.with_format("numpy")["label"])
+    if info.multilabel:
+        if values.ndim != 2 or values.shape[1] != info.num_classes:
+            raise LabelError(
+                f"{where}: multi-label targets have shape {values.shape}, expected (N, {info.num_classes})"
+            )
+        if not np.isin(values, (0, 1)).all():
+            raise LabelError(
+                f"{where}: multi-label targets must be 0/1, found {sorted(np.unique(values))[:10]}"
+            )
+        return
+    bad = values[(values < 0) | (values >= info.num_classes)]
+    if bad.size:
+        raise LabelError(
+            f"{where}: labels {sorted(set(bad.tolist()))[:10]} are outside num_classes={info.num_classes} "
+            f"(valid: 0..{info.num_classes - 1})"
+        )

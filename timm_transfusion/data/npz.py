@@ -1,0 +1,58 @@
+"""MedMNIST-layout ``.npz`` files -> ``datasets.Dataset``.
+
+The file holds ``{split}_images`` (N, H, W) or (N, H, W, C) uint8 and ``{split}_labels`` (N, 1) for single-label
+or (N, K) multi-hot for multi-label tasks. Grayscale images become 3 channels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from .errors import DatasetSpecError
+from .features import image_label_features
+
+
+def npz_splits(path: Path) -> list[str]:
+    """Split names present in the file (those with both images and labels)."""
+    with np.load(path) as data:
+        keys = set(data.files)
+    return sorted(k[: -len("_images")] for k in keys if k.endswith("_images") and f"{k[:-7]}_labels" in keys)
+
+
+def load_npz(path: str | Path, split: str) -> datasets.Dataset:
+    """Load one split of a MedMNIST-layout file as a Dataset with ``image`` (RGB) and ``label`` columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetSpecError(f"npz file {str(path)!r} does not exist")
+    with np.load(path) as data:
+        keys = set(data.files)
+        image_key, label_key = f"{split}_images", f"{split}_labels"
+        missing = [k for k in (image_key, label_key) if k not in keys]
+        if missing:
+            raise DatasetSpecError(
+                f"{path} has no {', '.join(repr(k) for k in missing)} for split {split!r}; "
+                f"splits in the file: {npz_splits(path)} (keys: {sorted(keys)})"
+            )
+        images, labels = data[image_key], data[label_key]
+        all_labels = np.concatenate([data[f"{s}_labels"] for s in npz_splits(path)])
+    if images.ndim == 3:
+        images = np.repeat(images[..., None], 3, axis=-1)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DatasetSpecError(
+            f"{path}:{image_key} has shape {images.shape}; expected (N, H, W) or (N, H, W, 3)"
+        )
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    if len(labels) != len(images):
+        raise DatasetSpecError(f"{path}: {len(images)} images but {len(labels)} labels in split {split!r}")
+    labels = labels.reshape(len(labels), int(np.prod(labels.shape[1:]))).astype(np.int64)
+    multilabel = labels.shape[1] > 1
+    num_classes = labels.shape[1] if multilabel else int(all_labels.max()) + 1 if all_labels.size else 0
+    label_values = labels.tolist() if multilabel else labels[:, 0].tolist()
+    features = image_label_features(num_classes, multilabel=multilabel)
+    return datasets.Dataset.from_dict(
+        {"image": list(images.astype(np.uint8)), "label": label_values}, features=features
+    )

@@ -1,0 +1,34 @@
+"""Representation similarity: exact streaming CCA, SVCCA, PWCCA and linear CKA for any timm model.
+
+Array functions take (datapoints, features) NumPy arrays or torch tensors; each is a thin wrapper over a
+``MomentAccumulator`` of float64 sufficient statistics that can also be fed batch by batch, merged with
+``+`` and all-reduced across processes. ``compare`` streams images through two timm models and returns a
+layer-wise ``SimilarityReport``.
+"""
+
+from .capture import LayerCapture, default_layers
+from .cca import CONVENTIONS, CCAResult, canonical_correlation_analysis, projection_weights
+from .compare import METRIC_FUNCTIONS, compare
+from .metrics import cca, linear_cka, mean_cca, pwcca, svcca
+from .moments import Covariance, MomentAccumulator
+from .report import LayerSimilarity, SimilarityReport
+
+__all__ = [
+    "CONVENTIONS",
+    "CCAResult",
+    "Covariance",
+    "LayerCapture",
+    "LayerSimilarity",
+    "METRIC_FUNCTIONS",
+    "MomentAccumulator",
+    "SimilarityReport",
+    "canonical_correlation_analysis",
+    "cca",
+    "compare",
+    "default_layers",
+    "linear_cka",
+    "mean_cca",
+    "projection_weights",
+    "pwcca",
+    "svcca",
+]

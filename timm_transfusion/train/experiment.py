@@ -1,0 +1,183 @@
+"""The paper's comparison: a grid of inits x seeds on one dataset, summarized as tables and plots.
+
+Writes ``results.csv`` / ``results.md`` (final AUC mean ± std per init, steps to each AUC threshold, speed-up
+relative to random), ``convergence.png`` and ``filters.png`` next to ``runs/<init>-seed<k>/`` run folders.
+Re-running the same command keeps finished runs and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from .config import TrainConfig
+from .convergence import threshold_key
+from .loop import train
+from .model import create_model
+from .run_folder import read_jsonl, write_text_atomic
+
+
+def run_name(init: str, seed: int) -> str:
+    return f"{init}-seed{seed}"
+
+
+def run_grid(
+    base: TrainConfig, *, inits: list[str], seeds: list[int], source: str | None
+) -> dict[str, list[dict]]:
+    """Train every (init, seed) into ``base.output/runs``; returns the summaries grouped by init."""
+    summaries: dict[str, list[dict]] = {}
+    for init in inits:
+        for seed in seeds:
+            config = replace(
+                base,
+                init=init,
+                init_source=None if init == "random" else source,
+                seed=seed,
+                init_seed=seed,
+                output=str(Path(base.output) / "runs" / run_name(init, seed)),
+                resume=True,
+            )
+            summaries.setdefault(init, []).append(train(config))
+    return summaries
+
+
+def _mean_steps(values: list[int | None]) -> float | None:
+    reached = [v for v in values if v is not None]
+    return float(np.mean(reached)) if reached else None
+
+
+def results_table(summaries: dict[str, list[dict]], thresholds: list[float]) -> list[dict]:
+    """One row per init: final AUC mean/std, and per threshold the mean steps (over seeds that reached it),
+    how many seeds reached it, and the speed-up random_steps / init_steps (only where every seed of both
+    reached the threshold: a mean over the lucky seeds would flatter the slower init)."""
+    keys = [threshold_key(t) for t in thresholds]
+
+    def all_reached_mean(runs: list[dict], key: str) -> float | None:
+        values = [s["steps_to_threshold"].get(key) for s in runs]
+        return _mean_steps(values) if all(v is not None for v in values) else None
+
+    random_steps = {
+        k: all_reached_mean(summaries["random"], k) if "random" in summaries else None for k in keys
+    }
+    rows = []
+    for init, runs in summaries.items():
+        aucs = [s["final"]["auc"] for s in runs]
+        row = {
+            "init": init,
+            "seeds": len(runs),
+            "auc_mean": float(np.mean(aucs)),
+            "auc_std": float(np.std(aucs)),
+        }
+        for k in keys:
+            values = [s["steps_to_threshold"].get(k) for s in runs]
+            steps = _mean_steps(values)
+            row[f"steps_to_{k}"] = steps
+            row[f"reached_{k}"] = sum(v is not None for v in values)
+            complete = all_reached_mean(runs, k)
+            row[f"speedup_{k}"] = random_steps[k] / complete if complete and random_steps[k] else None
+        rows.append(row)
+    return rows
+
+
+def _cell(value: object, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def write_results(
+    folder: Path,
+    summaries: dict[str, list[dict]],
+    thresholds: list[float],
+    *,
+    base: TrainConfig,
+    source: str | None,
+) -> list[dict]:
+    """``results.csv`` (machine-readable) and ``results.md`` (the table a reader wants)."""
+    rows = results_table(summaries, thresholds)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(folder / "results.csv", buffer.getvalue())
+
+    keys = [threshold_key(t) for t in thresholds]
+    header = (
+        ["init", "final AUC (mean ± std)"]
+        + [f"steps to AUC {k}" for k in keys]
+        + [f"speed-up @{k}" for k in keys]
+    )
+    lines = [
+        f"# Transfusion experiment: {base.model} on `{base.dataset}`",
+        "",
+        f"Source weights: `{source}`. Seeds per init: {rows[0]['seeds']}. Steps: {base.max_steps} "
+        f"(batch {base.batch_size}, evaluation every {base.eval_every} steps on split `{base.eval_split}`).",
+        "Steps to a threshold: mean over the seeds that reached it (reached/total in brackets); "
+        "speed-up: random's steps / this init's steps (shown when every seed of both reached the threshold).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for row in rows:
+        cells = [row["init"], f"{row['auc_mean']:.4f} ± {row['auc_std']:.4f}"]
+        cells += [f"{_cell(row[f'steps_to_{k}'])} ({row[f'reached_{k}']}/{row['seeds']})" for k in keys]
+        cells += [_cell(row[f"speedup_{k}"], 2) + ("x" if row[f"speedup_{k}"] else "") for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "![convergence](convergence.png)", "", "![first-layer filters](filters.png)", ""]
+    write_text_atomic(folder / "results.md", "\n".join(lines))
+    return rows
+
+
+def filter_pairs(base: TrainConfig, inits: list[str], seed: int, source: str | None) -> dict:
+    """(before, after) first-layer weights per init for one seed: the init is rebuilt (seeded, so identical)."""
+    from ..viz.filters import first_conv_weight
+
+    pairs = {}
+    for init in inits:
+        folder = Path(base.output) / "runs" / run_name(init, seed)
+        summary = json.loads((folder / "summary.json").read_text())
+        config = replace(
+            base, init=init, init_source=None if init == "random" else source, seed=seed, init_seed=seed
+        )
+        model = create_model(config, summary["num_classes"])
+        before = first_conv_weight(model)
+        model.load_state_dict(load_file(folder / "model.safetensors"))
+        pairs[init] = (before, first_conv_weight(model))
+    return pairs
+
+
+def run_experiment(
+    base: TrainConfig, *, inits: list[str], seeds: int | list[int], source: str | None
+) -> dict[str, Path]:
+    """Run the grid and write the report; returns the paths of results.md/.csv, convergence.png, filters.png."""
+    from accelerate import PartialState
+
+    from ..viz.convergence import plot_convergence
+    from ..viz.filters import plot_filters
+
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    folder = Path(base.output)
+    summaries = run_grid(base, inits=inits, seeds=seed_list, source=source)
+    paths = {name: folder / name for name in ("results.md", "results.csv", "convergence.png", "filters.png")}
+    if PartialState().is_main_process:
+        write_results(folder, summaries, base.auc_thresholds, base=base, source=source)
+        curves = {
+            init: [read_jsonl(folder / "runs" / run_name(init, s) / "metrics.jsonl") for s in seed_list]
+            for init in inits
+        }
+        title = f"{base.model} on {base.dataset}"
+        plot_convergence(curves, paths["convergence.png"], thresholds=base.auc_thresholds, title=title)
+        with torch.random.fork_rng(devices=[]):
+            pairs = filter_pairs(base, inits, seed_list[0], source)
+        plot_filters(
+            pairs, paths["filters.png"], title=f"First-layer filters, {base.model} (seed {seed_list[0]})"
+        )
+    PartialState().wait_for_everyone()
+    return paths

@@ -1,0 +1,159 @@
+"""The run folder: atomic writes, the overwrite guard, checkpoints, and the final timm-loadable export.
+
+Layout (read by the similarity and hub tools): ``config.json`` + ``model.safetensors`` (timm ``save_for_hf``),
+``metrics.jsonl``, ``summary.json`` (written last: its presence marks a complete run), ``train_args.json``,
+``checkpoints/step_NNNNNNNN/`` (accelerate ``save_state``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from timm.models import save_for_hf
+
+CHECKPOINT_PREFIX = "step_"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+TMP_PREFIX = ".tmp-"
+# Options that may change between a run and its resumption without making it a different run.
+RUN_CONTROL_KEYS = frozenset(
+    {
+        "resume",
+        "overwrite",
+        "output",
+        "progress",
+        "log_with",
+        "workers",
+        "save_predictions",
+        "checkpoint_every",
+        "keep_checkpoints",
+    }
+)
+
+
+class OutputFolderError(RuntimeError):
+    """The output folder holds something this run must not silently reuse or replace."""
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX + path.name)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def check_output_folder(folder: Path, train_args: dict, *, resume: bool, overwrite: bool) -> str:
+    """Classify ``folder`` as ``"empty"``, ``"same"`` (holds this run) or ``"different"`` (another run).
+
+    Raises ``OutputFolderError`` when the folder holds something else than a run, a different run without
+    ``overwrite``, or this same run without ``resume`` or ``overwrite``.
+    """
+    if not folder.exists() or not any(folder.iterdir()):
+        return "empty"
+    saved = folder / "train_args.json"
+    if not saved.is_file():
+        raise OutputFolderError(
+            f"output folder {str(folder)!r} is not empty and holds no run (no train_args.json); "
+            "refusing to use or delete it: choose another --output"
+        )
+    previous = json.loads(saved.read_text())
+    differing = sorted(
+        k
+        for k in set(previous) | set(train_args)
+        if k not in RUN_CONTROL_KEYS and previous.get(k) != train_args.get(k)
+    )
+    if differing and not overwrite:
+        changes = ", ".join(f"{k}: {previous.get(k)!r} -> {train_args.get(k)!r}" for k in differing)
+        raise OutputFolderError(
+            f"output folder {str(folder)!r} holds a different run ({changes}); "
+            "pass --overwrite to replace it or choose another --output"
+        )
+    if not differing and not (resume or overwrite):
+        raise OutputFolderError(
+            f"output folder {str(folder)!r} already holds this run; pass --resume to continue it "
+            "or --overwrite to start over"
+        )
+    return "different" if differing else "same"
+
+
+def clear_run_folder(folder: Path) -> None:
+    """Delete a run folder's contents (only called after ``check_output_folder`` saw train_args.json)."""
+    for child in folder.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def checkpoint_dir(folder: Path, step: int) -> Path:
+    return folder / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:08d}"
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """Newest complete checkpoint (half-written ones live under a ``.tmp-`` name and are ignored)."""
+    root = folder / "checkpoints"
+    done = sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()) if root.is_dir() else []
+    return done[-1] if done else None
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(path.name[len(CHECKPOINT_PREFIX) :])
+
+
+def temporary_twin(path: Path) -> Path:
+    """Where to build ``path`` before renaming it into place."""
+    return path.with_name(TMP_PREFIX + path.name)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Leftovers of a killed write: never trusted, removed before a run (re)starts."""
+    for root in (folder, folder / "checkpoints"):
+        for stale in root.glob(TMP_PREFIX + "*") if root.is_dir() else ():
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+
+def prune_checkpoints(folder: Path, keep: int) -> None:
+    """Keep the newest ``keep`` checkpoints (0 keeps all)."""
+    root = folder / "checkpoints"
+    done = sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir())
+    for old in done[:-keep] if keep > 0 else []:
+        shutil.rmtree(old)
+
+
+def export_model(
+    model: torch.nn.Module, folder: Path, *, data_config: dict, label_names: list[str] | None
+) -> None:
+    """``config.json`` + ``model.safetensors`` via timm ``save_for_hf``, built aside and renamed into place."""
+    staging = temporary_twin(folder / "export")
+    if staging.exists():
+        shutil.rmtree(staging)
+    model_config = {"label_names": label_names} if label_names else None
+    export_config = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct")}
+    save_for_hf(model, staging, model_config=model_config, safe_serialization=True, data_config=export_config)
+    for name in ("model.safetensors", "config.json"):
+        os.chmod(staging / name, 0o666 & ~_UMASK)
+        os.replace(staging / name, folder / name)
+    shutil.rmtree(staging)

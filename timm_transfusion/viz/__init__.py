@@ -1,0 +1,1 @@
+"""Plots: similarity profiles, convergence curves, filter grids (import the submodule you need)."""

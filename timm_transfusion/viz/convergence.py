@@ -1,0 +1,42 @@
+"""Convergence plot: evaluation AUC against training step, one line per init with a band over seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def plot_convergence(
+    curves: dict[str, list[list[dict]]], path: str | Path, *, thresholds: list[float] = (), title: str = ""
+) -> Path:
+    """``curves[init]`` holds one metrics.jsonl record list per seed; draws mean AUC and its min-max band.
+
+    Seeds share evaluation steps (same ``--eval-every``); steps missing in a seed are ignored for that seed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for init, seeds in curves.items():
+        steps = sorted({r["step"] for records in seeds for r in records})
+        by_step = [[r["auc"] for records in seeds for r in records if r["step"] == s] for s in steps]
+        mean = np.array([np.mean(v) for v in by_step])
+        line = ax.plot(steps, mean, label=f"{init} (n={len(seeds)})", linewidth=1.8)[0]
+        if len(seeds) > 1:
+            low, high = [np.min(v) for v in by_step], [np.max(v) for v in by_step]
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+    for threshold in thresholds:
+        ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("eval AUC")
+    ax.set_title(title or "Convergence by initialization (band: min-max over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
