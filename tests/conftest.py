@@ -41,3 +41,15 @@ def pneumoniamnist() -> Path:
 @pytest.fixture
 def cifar10_subset() -> Path:
     return shared_file("cifar10_subset.npz")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small models and float64 matrices: on a few shared cores OpenMP spin-waiting makes 2 threads far
+    slower than 1 (subprocesses get OMP_NUM_THREADS=1 for the same reason); restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

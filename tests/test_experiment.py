@@ -8,20 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from timm_transfusion.cli import main
 from timm_transfusion.train.experiment import results_table
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """On a few shared cores OpenMP spin-waiting makes 2 threads far slower than 1; restore afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 COMMON = ["--batch-size", "16", "--eval-every", "2", "--no-progress", "--log-with", "none"]

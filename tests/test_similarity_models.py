@@ -23,13 +23,7 @@ MOBILENET_LAYERS = ["stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blo
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small convolutions and float64 matrices: one thread avoids oversubscribing a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _retina_batches(path, size: int = 96, batch_size: int = 100) -> torch.utils.data.DataLoader:
@@ -62,7 +56,6 @@ def pretrained_vs_random(mobilenets, retina_loader):
     return compare(*mobilenets, retina_loader, metrics=("pwcca", "svcca", "linear_cka"), max_positions=16)
 
 
-@pytest.mark.slow
 def test_pretrained_vs_random_pwcca_is_finite_and_in_unit_interval(pretrained_vs_random):
     report = pretrained_vs_random
     assert [entry.name for entry in report.layers] == MOBILENET_LAYERS
@@ -72,7 +65,6 @@ def test_pretrained_vs_random_pwcca_is_finite_and_in_unit_interval(pretrained_vs
     assert min(report.column("pwcca")) < 0.9  # random features really differ from ImageNet ones somewhere
 
 
-@pytest.mark.slow
 def test_model_against_itself_at_two_checkpoints_gives_one_everywhere(mobilenets, retina_loader):
     pretrained = mobilenets[0]
     report = compare(pretrained, copy.deepcopy(pretrained), retina_loader, max_positions=16)
@@ -80,7 +72,6 @@ def test_model_against_itself_at_two_checkpoints_gives_one_everywhere(mobilenets
         assert report.column(metric) == pytest.approx([1.0] * len(MOBILENET_LAYERS), abs=1e-6), metric
 
 
-@pytest.mark.slow
 def test_report_writes_json_csv_markdown_and_png(pretrained_vs_random, tmp_path):
     report = pretrained_vs_random
     paths = report.save(tmp_path)
@@ -161,7 +152,6 @@ def test_unknown_metric_names_the_choices():
         compare(model, model, [], metrics=("cca",))
 
 
-@pytest.mark.slow
 def test_cca_command_compares_a_run_folder_with_a_timm_model(retinamnist, tmp_path, capsys):
     torch.manual_seed(1)
     run = tmp_path / "run"

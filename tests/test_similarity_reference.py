@@ -114,13 +114,7 @@ SHAPES = {"d1<d2": (20, 32), "d1>d2": (32, 20), "d1=d2": (24, 24)}
 TOLERANCE = 1e-8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny float64 matrices: one thread avoids OpenMP oversubscription on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(params=list(SHAPES), scope="module")

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from test_similarity_reference import correlated
 
 from timm_transfusion import similarity
@@ -19,13 +18,7 @@ CCA_METRICS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny float64 matrices: one thread avoids OpenMP oversubscription on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _degenerate(kind: str) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from timm_transfusion.data import DatasetSpecError, LabelError
 from timm_transfusion.train import ImageSizeError, OutputFolderError, TrainConfig, TrainConfigError, train
@@ -14,13 +13,7 @@ from timm_transfusion.train import ImageSizeError, OutputFolderError, TrainConfi
 MODEL = "test_resnet"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """On a few shared cores OpenMP spin-waiting makes 2 threads far slower than 1; restore afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config(output, dataset: str, **options) -> TrainConfig:

@@ -51,7 +51,7 @@ def run(command: list[str], env: dict | None = None, check: bool = True) -> subp
     result = subprocess.run(
         command,
         cwd=ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,

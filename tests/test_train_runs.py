@@ -19,13 +19,7 @@ from timm_transfusion.train import TrainConfig, read_jsonl, train
 MODEL = "test_resnet"  # a tiny timm model: these tests are about the loop, not the architecture
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """On a few shared cores OpenMP spin-waiting makes 2 threads far slower than 1; restore afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def short_run(output, dataset: str, **options) -> dict:

@@ -30,7 +30,10 @@ def _run_card(args: argparse.Namespace) -> int:
 
     try:
         path = write_card(
-            args.run_dir, similarity=args.similarity, experiment=args.experiment, repo_id=args.repo_id,
+            args.run_dir,
+            similarity=args.similarity,
+            experiment=args.experiment,
+            repo_id=args.repo_id,
             license=args.license,
         )
     except (RunFolderError, ReportFolderError) as err:
@@ -60,9 +63,16 @@ def _run_push(args: argparse.Namespace) -> int:
 
     try:
         result = push_to_hub(
-            args.run_dir, args.repo_id, private=args.private, revision=args.revision,
-            create_pr=args.create_pr, token=args.token, commit_message=args.message,
-            similarity=args.similarity, experiment=args.experiment, license=args.license,
+            args.run_dir,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            create_pr=args.create_pr,
+            token=args.token,
+            commit_message=args.message,
+            similarity=args.similarity,
+            experiment=args.experiment,
+            license=args.license,
         )
     except (MissingTokenError, PushError, RunFolderError, ReportFolderError) as err:
         return _hub_failure("push", err)
@@ -100,12 +110,25 @@ def _run_cca(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model_a, model_b = model_a.to(device), model_b.to(device)
     loader, preprocess = image_batches(
-        args.dataset, model_a, split=args.split, img_size=args.img_size, batch_size=args.batch_size,
-        limit=args.limit, workers=args.workers,
+        args.dataset,
+        model_a,
+        split=args.split,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        workers=args.workers,
     )
     report = compare(
-        model_a, model_b, loader, metrics=args.metrics, layers=args.layers, max_positions=args.max_positions,
-        epsilon=args.epsilon, seed=args.seed, preprocess=preprocess, names=(args.model_a, args.model_b),
+        model_a,
+        model_b,
+        loader,
+        metrics=args.metrics,
+        layers=args.layers,
+        max_positions=args.max_positions,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        preprocess=preprocess,
+        names=(args.model_a, args.model_b),
         progress=True,
     )
     paths = report.save(args.out)
@@ -116,7 +139,11 @@ def _run_cca(args: argparse.Namespace) -> int:
 
 def _add_cca(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("cca", help="layer-wise (SV/PW)CCA and CKA between two models")
-    parser.add_argument("model_a", metavar="RUN_OR_MODEL_A", help="run folder, local-dir:, hf-hub: or timm")
+    parser.add_argument(
+        "model_a",
+        metavar="RUN_OR_MODEL_A",
+        help="run folder, local-dir:PATH, hf-hub:ORG/NAME or timm model name",
+    )
     parser.add_argument("model_b", metavar="RUN_OR_MODEL_B", help="the model to compare with (same forms)")
     parser.add_argument("--dataset", required=True, metavar="SPEC", help="images, e.g. npz:PATH")
     parser.add_argument("--out", required=True, metavar="DIR", help="writes similarity.{json,csv,md,png}")
@@ -126,7 +153,9 @@ def _add_cca(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument(
-        "--metrics", nargs="+", default=["pwcca", "svcca", "linear_cka"],
+        "--metrics",
+        nargs="+",
+        default=["pwcca", "svcca", "linear_cka"],
         help="any of mean_cca pwcca pwcca_google svcca linear_cka linear_cka_debiased",
     )
     parser.add_argument("--layers", nargs="+", metavar="NAME", help="layer names (default: common groups)")

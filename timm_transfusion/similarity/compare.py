@@ -98,7 +98,8 @@ def compare(
     fourth_moments = "linear_cka_debiased" in metrics
     accumulators = [MomentAccumulator(device=device, fourth_moments=fourth_moments) for _ in pairs]
     modes = (model_a.training, model_b.training)
-    model_a.eval(), model_b.eval()
+    model_a.eval()
+    model_b.eval()
     images_seen = 0
     try:
         for batch in tqdm(data, desc="similarity", unit="batch", disable=not progress):
@@ -117,7 +118,8 @@ def compare(
                 accumulator.update(*subsample_positions(a, b, images_seen, max_positions, seed))
             images_seen += images.shape[0]
     finally:
-        model_a.train(modes[0]), model_b.train(modes[1])
+        model_a.train(modes[0])
+        model_b.train(modes[1])
     if images_seen == 0:
         raise ValueError("data yielded no images")
     entries = [
