@@ -65,9 +65,12 @@ def test_raw_moments_match_numpy(data):
     np.testing.assert_allclose(accumulator.covariance().yy.numpy(), np.cov(y, rowvar=False), rtol=1e-11)
 
 
-def test_blocked_gram_equals_the_full_product():
-    rows = torch.from_numpy(np.random.default_rng(5).normal(size=(301, 900)))
-    torch.testing.assert_close(gram(rows, leaf=64), rows @ rows.T, rtol=1e-12, atol=1e-10)
+def test_symmetric_gram_equals_the_full_product():
+    centred = torch.from_numpy(np.random.default_rng(5).normal(size=(900, 301)))
+    expected = centred.T @ centred
+    torch.testing.assert_close(gram(centred), expected, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(gram(centred[:, ::2]), expected[::2, ::2], rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(gram(centred.float()), expected.float(), rtol=1e-4, atol=1e-3)
 
 
 def test_large_means_do_not_cancel(data):

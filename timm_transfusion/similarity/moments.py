@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from scipy.linalg.blas import dsyrk
 
 if TYPE_CHECKING:
     from .cca import CCAResult
@@ -226,34 +227,25 @@ class MomentAccumulator:
         return canonical_correlation_analysis(self.covariance(), **options)
 
 
-def gram(rows: torch.Tensor, leaf: int = 128) -> torch.Tensor:
-    """rows·rowsᵀ (d, d) for contiguous rows (d, n), each off-diagonal block computed once.
+def gram(centred: torch.Tensor) -> torch.Tensor:
+    """centredᵀ·centred (d, d) of a (n, d) tensor, each off-diagonal entry computed once.
 
-    torch has no symmetric rank-k product (BLAS syrk); splitting the rows recursively recovers most of its
-    saving (≈ 35 % of a float64 GEMM at d = 512) from ordinary GEMMs.
+    On the CPU in float64 this is BLAS's symmetric rank-k product (SciPy's dsyrk, half the work of a GEMM,
+    reading the row-major tensor as its Fortran-ordered transpose without a copy); elsewhere a GEMM.
     """
-    d = rows.shape[0]
-    if d <= leaf:
-        return rows @ rows.T
-    half = d // 2
-    top, bottom = rows[:half], rows[half:]
-    out = torch.empty(d, d, dtype=rows.dtype, device=rows.device)
-    out[:half, :half] = gram(top, leaf)
-    out[half:, half:] = gram(bottom, leaf)
-    cross = top @ bottom.T
-    out[:half, half:] = cross
-    out[half:, :half] = cross.T
-    return out
+    if centred.device.type != "cpu" or centred.dtype != torch.float64 or not centred.is_contiguous():
+        return centred.T @ centred
+    upper = torch.from_numpy(dsyrk(1.0, centred.numpy().T, trans=0))
+    return upper.triu() + upper.triu(1).T
 
 
 def _batch_moments(x: torch.Tensor, y: torch.Tensor, fourth_moments: bool) -> MomentAccumulator:
     batch = MomentAccumulator(device=x.device, fourth_moments=fourth_moments)
     batch.n = x.shape[0]
     batch.mean_x, batch.mean_y = x.mean(0), y.mean(0)
-    # Centred into fresh (features, n) buffers (never the caller's memory), so row blocks are contiguous.
-    xt = torch.sub(x.T, batch.mean_x.unsqueeze(1), out=x.new_empty(x.shape[1], x.shape[0]))
-    yt = torch.sub(y.T, batch.mean_y.unsqueeze(1), out=y.new_empty(y.shape[1], y.shape[0]))
-    batch.scatter_xx, batch.scatter_yy, batch.scatter_xy = gram(xt), gram(yt), xt @ yt.T
+    # Centred into fresh row-major buffers: the caller's memory is never touched.
+    xc, yc = (x - batch.mean_x).contiguous(), (y - batch.mean_y).contiguous()
+    batch.scatter_xx, batch.scatter_yy, batch.scatter_xy = gram(xc), gram(yc), xc.T @ yc
     if not fourth_moments:
         return batch
     squares = torch.stack([torch.linalg.vecdot(x, x), torch.linalg.vecdot(y, y)])  # (2, n): |x|², |y|²
