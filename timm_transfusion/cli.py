@@ -223,12 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Transfusion tools for timm models: initializers, similarity, fine-tuning, Hub.",
     )
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
-    _add_inits(subparsers)
-    _add_card(subparsers)
-    _add_push(subparsers)
-    _add_cca(subparsers)
+    _add_inits(subparsers)  # in the order of the data flow: init → train → compare → publish
     _add_train(subparsers)
     _add_experiment(subparsers)
+    _add_cca(subparsers)
+    _add_card(subparsers)
+    _add_push(subparsers)
     return parser
 
 
