@@ -70,6 +70,8 @@ def test_symmetric_gram_equals_the_full_product():
     expected = centred.T @ centred
     torch.testing.assert_close(gram(centred), expected, rtol=1e-12, atol=1e-10)
     torch.testing.assert_close(gram(centred[:, ::2]), expected[::2, ::2], rtol=1e-12, atol=1e-10)
+    column_major = centred.T.contiguous().T
+    torch.testing.assert_close(gram(column_major), expected, rtol=1e-12, atol=1e-10)
     torch.testing.assert_close(gram(centred.float()), expected.float(), rtol=1e-4, atol=1e-3)
 
 

@@ -230,21 +230,32 @@ class MomentAccumulator:
 def gram(centred: torch.Tensor) -> torch.Tensor:
     """centredᵀ·centred (d, d) of a (n, d) tensor, each off-diagonal entry computed once.
 
-    On the CPU in float64 this is BLAS's symmetric rank-k product (SciPy's dsyrk, half the work of a GEMM,
-    reading the row-major tensor as its Fortran-ordered transpose without a copy); elsewhere a GEMM.
+    On the CPU in float64 this is BLAS's symmetric rank-k product (SciPy's dsyrk, half the work of a GEMM),
+    reading a row-major or column-major tensor in place as a Fortran-ordered array; elsewhere a GEMM.
     """
-    if centred.device.type != "cpu" or centred.dtype != torch.float64 or not centred.is_contiguous():
+    if centred.device.type != "cpu" or centred.dtype != torch.float64:
         return centred.T @ centred
-    upper = torch.from_numpy(dsyrk(1.0, centred.numpy().T, trans=0))
-    return upper.triu() + upper.triu(1).T
+    if centred.is_contiguous():
+        upper = dsyrk(1.0, centred.numpy().T, trans=0)
+    elif centred.T.is_contiguous():
+        upper = dsyrk(1.0, centred.T.numpy().T, trans=1)
+    else:
+        return centred.T @ centred
+    # dsyrk fills the upper triangle and leaves the lower one zero: mirror it, keeping the diagonal once
+    full = torch.from_numpy(upper)
+    diagonal = full.diagonal().clone()
+    full += full.T.clone()
+    full.diagonal().copy_(diagonal)
+    return full
 
 
 def _batch_moments(x: torch.Tensor, y: torch.Tensor, fourth_moments: bool) -> MomentAccumulator:
     batch = MomentAccumulator(device=x.device, fourth_moments=fourth_moments)
     batch.n = x.shape[0]
     batch.mean_x, batch.mean_y = x.mean(0), y.mean(0)
-    # Centred into fresh row-major buffers: the caller's memory is never touched.
-    xc, yc = (x - batch.mean_x).contiguous(), (y - batch.mean_y).contiguous()
+    # Centred into fresh buffers in the input's own layout (no transposing copy); the caller's memory is
+    # never touched.
+    xc, yc = x - batch.mean_x, y - batch.mean_y
     batch.scatter_xx, batch.scatter_yy, batch.scatter_xy = gram(xc), gram(yc), xc.T @ yc
     if not fourth_moments:
         return batch
