@@ -231,6 +231,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"type": "user", "name": user, "orgs": [], "auth": {"type": "access_token"}})
         if parts[:3] == ["api", "repos", "create"] and self.command == "POST":
             return self.create_repo(json.loads(self.body))
+        if parts[:3] == ["api", "repos", "delete"] and self.command == "DELETE":
+            return self.delete_repo(json.loads(self.body))
         if parts[:2] == ["api", "validate-yaml"] and self.command == "POST":
             return self.validate_yaml(json.loads(self.body))
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
@@ -262,6 +264,14 @@ class _Handler(BaseHTTPRequestHandler):
             repo.branches["main"] = _new_commit(repo, files, "initial commit", "", user, "").oid
             self.state.repos[repo_id] = repo
         self._json({"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]})
+
+    def delete_repo(self, payload: dict) -> None:
+        user = self.user(required=True)
+        repo_id = f"{payload.get('organization') or user}/{payload['name']}"
+        with self.state.lock:
+            self.writable_repo(repo_id)
+            del self.state.repos[repo_id]
+        self._reply(200)
 
     def validate_yaml(self, payload: dict) -> None:
         match = re.match(r"^---\n(.*?)\n---\n", payload.get("content", ""), re.DOTALL)

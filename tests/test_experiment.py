@@ -121,3 +121,19 @@ def test_demo_quick_runs_offline_and_says_the_data_is_synthetic(tmp_path, capsys
     assert (tmp_path / "source" / "summary.json").is_file()
     rows = list(csv.DictReader((tmp_path / "experiment" / "results.csv").open()))
     assert [row["init"] for row in rows] == ["random", "pretrained", "meanvar", "transfusion-1"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--inits", "random,bogus"], "unknown init 'bogus'"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--inits", "random,meanvar", "--source", "missing/weights.safetensors"], "does not exist"),
+    ],
+)
+def test_experiment_refuses_a_bad_grid_before_training(tmp_path, capsys, options, message):
+    out = tmp_path / "exp"
+    args = ["experiment", "--model", "test_resnet", "--dataset", "synthetic:fundus:train=32,val=16"]
+    assert main([*args, "--max-steps", "2", "--output", str(out), *options]) != 0
+    assert message in capsys.readouterr().err
+    assert not (out / "runs").exists()

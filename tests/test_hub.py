@@ -482,6 +482,16 @@ def test_failed_commit_leaves_repo_and_run_folder_as_they_were(
     assert ("POST", f"/{repo_id}.git/info/lfs/objects/batch", 200) in hub.state.requests  # it failed mid-way
 
 
+def test_failed_first_push_leaves_no_repo_behind(
+    hub: LocalHub, hub_env: dict[str, str], run_folder: Path, repo_id: str
+) -> None:
+    hub.fail_next_commit(500)
+    with pytest.raises(PushError, match="nothing was committed"):
+        push_to_hub(run_folder, repo_id, token=TOKEN)
+    assert repo_id not in hub.state.repos
+    assert push_to_hub(run_folder, repo_id, token=TOKEN).commit_oid  # and the name is free to use again
+
+
 def test_failed_push_to_a_new_branch_removes_the_branch(
     hub: LocalHub, hub_env: dict[str, str], run_folder: Path, repo_id: str
 ) -> None:

@@ -119,3 +119,24 @@ def test_option_out_of_range(tmp_path):
         "synthetic:fundus",
         eval_every=0,
     )
+
+
+def test_one_class_eval_split_gives_null_auc_in_strict_json(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "oneclass.npz"
+    np.savez(
+        path,
+        train_images=rng.integers(0, 255, (32, 28, 28), dtype=np.uint8),
+        train_labels=np.arange(32).reshape(-1, 1) % 2,
+        val_images=rng.integers(0, 255, (16, 28, 28), dtype=np.uint8),
+        val_labels=np.zeros((16, 1)),
+    )
+    train(config(tmp_path / "run", f"npz:{path}"))
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+
+    summary = strict((tmp_path / "run" / "summary.json").read_text())
+    records = [strict(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["final"]["auc"] is None and records[-1]["auc"] is None
+    assert 0.0 <= summary["final"]["accuracy"] <= 1.0

@@ -225,3 +225,26 @@ def test_accelerate_launch_runs_the_script(tmp_path):
     )
     assert "run complete" in result.stdout
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+
+@pytest.mark.slow
+def test_resume_between_evaluations_keeps_the_training_loss(tmp_path):
+    """Checkpoints every 2 steps, evaluations every 4: the loss summed since the last evaluation survives."""
+    launcher = tmp_path / "killing_train.py"
+    launcher.write_text(KILLING_LAUNCHER)
+    args = [*COMMON, "--dataset", "synthetic:fundus:train=64,val=16", "--batch-size", "16"]
+    args += ["--max-steps", "8", "--eval-every", "4", "--checkpoint-every", "2", "--keep-checkpoints", "0"]
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    run([sys.executable, str(TRAIN_SCRIPT), *args, "--output", str(reference)])
+    killed = run(
+        [sys.executable, str(launcher), *args, "--output", str(resumed)],
+        {"KILL_AT_BACKWARD": "4"},
+        check=False,
+    )
+    assert killed.returncode == -9
+    finished = run([sys.executable, str(TRAIN_SCRIPT), *args, "--resume", "--output", str(resumed)])
+    assert "step_00000002 (step 2)" in finished.stdout
+    losses = [
+        [r["train_loss"] for r in read_jsonl(folder / "metrics.jsonl")] for folder in (resumed, reference)
+    ]
+    assert losses[0] == losses[1] and len(losses[0]) == 2

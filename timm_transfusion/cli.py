@@ -168,14 +168,9 @@ def _add_cca(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from timm_transfusion.train import USER_ERRORS, config_from_args, train
+    from timm_transfusion.train import run_from_args
 
-    try:
-        train(config_from_args(args))
-    except USER_ERRORS as err:
-        print(f"transfusion train: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_from_args(args, prog="transfusion train: error")
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:

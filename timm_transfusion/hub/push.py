@@ -8,6 +8,7 @@ from tempfile import TemporaryDirectory
 
 import torch
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError
 
 from . import layout
 from .card import DEFAULT_LICENSE, render_card
@@ -63,6 +64,16 @@ def _ensure_branch(api: HfApi, repo_id: str, revision: str | None) -> bool:
     return True
 
 
+def _create_repo(api: HfApi, repo_id: str, *, private: bool) -> tuple[str, bool]:
+    """Create ``repo_id`` unless it exists (the Hub answers 409); returns its full id and whether it is new."""
+    try:
+        return api.create_repo(repo_id, private=private).repo_id, True
+    except HfHubHTTPError as err:
+        if err.response is None or err.response.status_code != 409:
+            raise
+    return api.create_repo(repo_id, private=private, exist_ok=True).repo_id, False
+
+
 def _commit_staged(
     api: HfApi,
     repo_id: str,
@@ -76,8 +87,11 @@ def _commit_staged(
     commit_message: str | None,
     license: str,
 ) -> PushResult:
-    """Create the repo (and branch) if needed, add the card to ``staging`` and commit it all at once."""
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    """Create the repo (and branch) if needed, add the card to ``staging`` and commit it all at once.
+
+    On failure whatever this push created (the repo, or the branch) is deleted again.
+    """
+    repo_id, created_repo = _create_repo(api, repo_id, private=private)
     created_branch = _ensure_branch(api, repo_id, None if create_pr else revision)
     target = revision or "main"
     try:
@@ -104,7 +118,9 @@ def _commit_staged(
             parent_commit=head.sha,
         )
     except Exception:
-        if created_branch:
+        if created_repo:
+            api.delete_repo(repo_id)
+        elif created_branch:
             api.delete_branch(repo_id, branch=target)
         raise
     return PushResult(

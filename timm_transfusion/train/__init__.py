@@ -1,5 +1,8 @@
 """Fine-tuning with accelerate: the loop, evaluation with offline evaluate metrics, convergence, run folders."""
 
+import argparse
+import sys
+
 from ..data import DatasetSpecError, LabelError
 from ..init.errors import InitError
 from .config import TrainConfig, TrainConfigError, add_train_arguments, config_from_args
@@ -19,6 +22,7 @@ __all__ = [
     "TrainConfigError",
     "TrainHistory",
     "add_train_arguments",
+    "run_from_args",
     "config_from_args",
     "main",
     "read_jsonl",
@@ -27,22 +31,24 @@ __all__ = [
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``scripts/train.py`` (works under python, accelerate launch and torchrun)."""
-    import argparse
-    import sys
-
+def run_from_args(args: argparse.Namespace, *, prog: str = "error") -> int:
+    """Train from parsed arguments; a user mistake prints one line and returns 2. The process group is closed."""
     from accelerate import PartialState
 
-    parser = argparse.ArgumentParser(
-        description="Fine-tune a timm model with a Transfusion init (accelerate)."
-    )
-    add_train_arguments(parser)
     try:
-        train(config_from_args(parser.parse_args(argv)))
+        train(config_from_args(args))
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         return 2
     finally:
         PartialState().destroy_process_group()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``scripts/train.py`` (works under python, accelerate launch and torchrun)."""
+    parser = argparse.ArgumentParser(
+        description="Fine-tune a timm model with a Transfusion init (accelerate)."
+    )
+    add_train_arguments(parser)
+    return run_from_args(parser.parse_args(argv))

@@ -31,9 +31,17 @@ class TrainHistory:
         self.records: list[dict] = []
         self.step = 0
         self.elapsed_s = 0.0
+        self.running_loss = 0.0  # training loss summed since the last evaluation, and its batch count
+        self.running_count = 0
 
     def state_dict(self) -> dict:
-        return {"records": list(self.records), "step": self.step, "elapsed_s": self.elapsed_s}
+        return {
+            "records": list(self.records),
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "running_loss": self.running_loss,
+            "running_count": self.running_count,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.records, self.step, self.elapsed_s = (
@@ -41,3 +49,4 @@ class TrainHistory:
             int(state["step"]),
             state["elapsed_s"],
         )
+        self.running_loss, self.running_count = state["running_loss"], int(state["running_count"])

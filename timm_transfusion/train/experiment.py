@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from .config import TrainConfig
+from ..init.registry import resolve_init
+from ..init.source import WEIGHT_SUFFIXES
+from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train
 from .model import create_model
@@ -28,17 +30,34 @@ def run_name(init: str, seed: int) -> str:
     return f"{init}-seed{seed}"
 
 
+def check_grid(inits: list[str], seeds: list[int], source: str | None) -> None:
+    """Refuse a grid that would fail part-way: unknown inits, no seeds, a source file that does not exist."""
+    if not inits:
+        raise TrainConfigError("--inits names no initializer; see `transfusion inits`")
+    if not seeds:
+        raise TrainConfigError("--seeds must be at least 1")
+    for init in inits:
+        resolve_init(init)
+    if source is None or source.startswith("hf-hub:"):
+        return
+    path = Path(source.removeprefix("local-dir:"))
+    looks_local = source.startswith("local-dir:") or path.suffix in WEIGHT_SUFFIXES or "/" in source
+    if looks_local and not path.exists():
+        raise TrainConfigError(f"--source {source!r} does not exist")
+
+
 def run_grid(
     base: TrainConfig, *, inits: list[str], seeds: list[int], source: str | None
 ) -> dict[str, list[dict]]:
     """Train every (init, seed) into ``base.output/runs``; returns the summaries grouped by init."""
+    check_grid(inits, seeds, source)
     summaries: dict[str, list[dict]] = {}
     for init in inits:
         for seed in seeds:
             config = replace(
                 base,
                 init=init,
-                init_source=None if init == "random" else source,
+                init_source=source if resolve_init(init)[0].needs_source else None,
                 seed=seed,
                 init_seed=seed,
                 output=str(Path(base.output) / "runs" / run_name(init, seed)),

@@ -164,7 +164,8 @@ def train(config: TrainConfig) -> dict:
     # 4. Train.
     batches_per_epoch = len(train_loader)
     step, start_time = history.step, time.perf_counter() - history.elapsed_s
-    micro_batch, last_eval_step, running_loss, running_count = step * config.grad_accum, None, 0.0, 0
+    micro_batch, last_eval_step = step * config.grad_accum, None
+    running_loss, running_count = history.running_loss, history.running_count
     progress = tqdm(
         total=config.max_steps,
         initial=step,
@@ -219,6 +220,7 @@ def train(config: TrainConfig) -> dict:
                 running_loss, running_count = 0.0, 0
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.max_steps:
                 history.step, history.elapsed_s = step, time.perf_counter() - start_time
+                history.running_loss, history.running_count = running_loss, running_count
                 _save_checkpoint(accelerator, folder, step, config.keep_checkpoints)
             if step >= config.max_steps:
                 break

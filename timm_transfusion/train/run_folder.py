@@ -8,10 +8,12 @@ Layout (read by the similarity and hub tools): ``config.json`` + ``model.safeten
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from timm.models import save_for_hf
@@ -56,12 +58,24 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _finite(value: Any) -> Any:
+    """NaN / inf (an AUC undefined on a one-class split) as null: strict JSON, readable by every tool."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(_finite(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    lines = (json.dumps(_finite(r), sort_keys=True, allow_nan=False) + "\n" for r in records)
+    write_text_atomic(path, "".join(lines))
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -103,7 +117,11 @@ def check_output_folder(folder: Path, train_args: dict, *, resume: bool, overwri
 
 
 def clear_run_folder(folder: Path) -> None:
-    """Delete a run folder's contents (only called after ``check_output_folder`` saw train_args.json)."""
+    """Delete a run folder's contents (only called after ``check_output_folder`` saw train_args.json).
+
+    summary.json goes first: it marks a finished run, so a kill mid-way never leaves it beside missing weights.
+    """
+    (folder / "summary.json").unlink(missing_ok=True)
     for child in folder.iterdir():
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
@@ -117,10 +135,6 @@ def latest_checkpoint(folder: Path) -> Path | None:
     root = folder / "checkpoints"
     done = sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()) if root.is_dir() else []
     return done[-1] if done else None
-
-
-def checkpoint_step(path: Path) -> int:
-    return int(path.name[len(CHECKPOINT_PREFIX) :])
 
 
 def temporary_twin(path: Path) -> Path:
