@@ -140,3 +140,26 @@ def test_one_class_eval_split_gives_null_auc_in_strict_json(tmp_path):
     records = [strict(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert summary["final"]["auc"] is None and records[-1]["auc"] is None
     assert 0.0 <= summary["final"]["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("labels", "feature", "match"),
+    [
+        ([[0, 2], [1], [2], [0, 1]] * 4, "index-lists", "lists class indices per image"),
+        (["mild", "severe"] * 8, "strings", "labels must be class indices or 0/1 targets"),
+    ],
+)
+def test_hf_labels_in_unsupported_formats_are_refused_clearly(tmp_path, labels, feature, match):
+    import datasets
+
+    names = ["edema", "effusion", "nodule"]
+    label_feature = (
+        datasets.Sequence(datasets.ClassLabel(names=names))
+        if feature == "index-lists"
+        else datasets.Value("string")
+    )
+    features = datasets.Features({"image": datasets.Image(), "label": label_feature})
+    images = [np.full((8, 8, 3), i, dtype=np.uint8) for i in range(len(labels))]
+    split = datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+    datasets.DatasetDict({"train": split, "val": split}).save_to_disk(tmp_path / "saved")
+    assert_refused(tmp_path / "run", LabelError, match, f"hf:{tmp_path / 'saved'}")

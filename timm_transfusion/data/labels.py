@@ -22,6 +22,12 @@ class LabelInfo:
 def label_info(ds: datasets.Dataset, num_classes: int | None = None) -> LabelInfo:
     """Infer the task from the ``label`` feature (ClassLabel, fixed-length list, or int values)."""
     feature = ds.features["label"]
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.ClassLabel):
+        raise LabelError(
+            f"the label column lists class indices per image ({inner.num_classes} classes); give multi-label "
+            "targets as fixed-length 0/1 lists (multi-hot) or as several 0/1 label columns (--label-column a,b,c)"
+        )
     if isinstance(feature, (datasets.List, datasets.Sequence, datasets.LargeList)) or isinstance(
         feature, list
     ):
@@ -31,15 +37,28 @@ def label_info(ds: datasets.Dataset, num_classes: int | None = None) -> LabelInf
         return LabelInfo(num_classes or length, True)
     if isinstance(feature, datasets.ClassLabel):
         return LabelInfo(num_classes or feature.num_classes, False, list(feature.names))
-    values = np.asarray(ds["label"])
+    values = _require_integers(np.asarray(ds["label"]), "the label column")
     return LabelInfo(num_classes or (int(values.max()) + 1 if values.size else 0), False)
+
+
+def _require_integers(values: np.ndarray, where: str) -> np.ndarray:
+    if values.size and not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.bool_)):
+        raise LabelError(
+            f"{where}: labels must be class indices or 0/1 targets, found {values.dtype} values such as "
+            f"{values.reshape(-1)[:3].tolist()}; map them to integers (a datasets ClassLabel) first"
+        )
+    return values
 
 
 def check_labels(ds: datasets.Dataset, info: LabelInfo, where: str) -> None:
     """Raise ``LabelError`` for an empty split or labels that do not fit ``info``."""
     if len(ds) == 0:
         raise LabelError(f"{where} is empty: no images to train or evaluate on")
-    values = np.asarray(ds.with_format("numpy")["label"])
+    try:
+        values = np.asarray(ds.with_format("numpy")["label"])
+    except ValueError as error:  # ragged lists
+        raise LabelError(f"{where}: multi-label targets differ in length per image ({error})") from error
+    _require_integers(values, where)
     if info.multilabel:
         if values.ndim != 2 or values.shape[1] != info.num_classes:
             raise LabelError(
