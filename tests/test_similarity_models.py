@@ -189,3 +189,39 @@ def test_cca_command_reports_a_missing_run_folder(tmp_path, capsys):
     argv = ["cca", f"local-dir:{tmp_path / 'absent'}", "test_resnet", "--dataset", "npz:x.npz", "--out", "o"]
     assert main(argv) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cca_command_reports_a_bad_dataset_in_one_line(tmp_path, capsys):
+    argv = ["cca", "test_resnet", "test_resnet", "--no-pretrained", "--dataset", "npz:/absent.npz"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("transfusion cca: error:") and "absent.npz" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cca_command_refuses_an_unknown_metric(capsys):
+    with pytest.raises(SystemExit):
+        main(["cca", "a", "b", "--dataset", "npz:x", "--out", "o", "--metrics", "cka"])
+    assert "invalid choice: 'cka'" in capsys.readouterr().err
+
+
+def test_random_b_compares_a_pretrained_run_with_a_random_init(mobilenet_weights, retinamnist, tmp_path):
+    run = tmp_path / "pretrained"
+    model = timm.create_model("mobilenetv1_025", init="pretrained", init_source=mobilenet_weights)
+    timm.models.save_for_hf(model, run, safe_serialization=True)
+    argv = ["cca", str(run), "mobilenetv1_025", "--dataset", f"npz:{retinamnist}", "--limit", "64"]
+    argv += [
+        "--img-size",
+        "32",
+        "--max-positions",
+        "4",
+        "--metrics",
+        "linear_cka",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == 1  # model B alone has no default weights to load
+    assert main([*argv, "--random-b"]) == 0
+    data = json.loads((tmp_path / "o" / "similarity.json").read_text())
+    cka = [layer["values"]["linear_cka"] for layer in data["layers"]]
+    assert all(value is not None and 0.0 <= value < 0.999 for value in cka), cka

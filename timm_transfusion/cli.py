@@ -98,39 +98,42 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
 def _run_cca(args: argparse.Namespace) -> int:
     import torch
 
+    from timm_transfusion.data import DatasetSpecError, LabelError
     from timm_transfusion.similarity import compare
     from timm_transfusion.similarity.sources import image_batches, load_model
 
     try:
         model_a = load_model(args.model_a, pretrained=not args.no_pretrained, seed=args.seed)
-        model_b = load_model(args.model_b, pretrained=not args.no_pretrained, seed=args.seed + 1)
-    except (RuntimeError, FileNotFoundError) as err:
+        model_b = load_model(
+            args.model_b, pretrained=not (args.no_pretrained or args.random_b), seed=args.seed + 1
+        )
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model_a, model_b = model_a.to(device), model_b.to(device)
+        loader, preprocess = image_batches(
+            args.dataset,
+            model_a,
+            split=args.split,
+            img_size=args.img_size,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            workers=args.workers,
+        )
+        report = compare(
+            model_a,
+            model_b,
+            loader,
+            metrics=args.metrics,
+            layers=args.layers,
+            max_positions=args.max_positions,
+            epsilon=args.epsilon,
+            seed=args.seed,
+            preprocess=preprocess,
+            names=(args.model_a, args.model_b),
+            progress=True,
+        )
+    except (RuntimeError, FileNotFoundError, DatasetSpecError, LabelError, ValueError) as err:
         print(f"transfusion cca: error: {err}", file=sys.stderr)
         return 1
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model_a, model_b = model_a.to(device), model_b.to(device)
-    loader, preprocess = image_batches(
-        args.dataset,
-        model_a,
-        split=args.split,
-        img_size=args.img_size,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        workers=args.workers,
-    )
-    report = compare(
-        model_a,
-        model_b,
-        loader,
-        metrics=args.metrics,
-        layers=args.layers,
-        max_positions=args.max_positions,
-        epsilon=args.epsilon,
-        seed=args.seed,
-        preprocess=preprocess,
-        names=(args.model_a, args.model_b),
-        progress=True,
-    )
     paths = report.save(args.out)
     print(report.to_markdown())
     print("wrote " + ", ".join(str(path) for path in paths.values()))
@@ -138,6 +141,8 @@ def _run_cca(args: argparse.Namespace) -> int:
 
 
 def _add_cca(subparsers: argparse._SubParsersAction) -> None:
+    from timm_transfusion.similarity import METRIC_FUNCTIONS
+
     parser = subparsers.add_parser("cca", help="layer-wise (SV/PW)CCA and CKA between two models")
     parser.add_argument(
         "model_a",
@@ -156,12 +161,18 @@ def _add_cca(subparsers: argparse._SubParsersAction) -> None:
         "--metrics",
         nargs="+",
         default=["pwcca", "svcca", "linear_cka"],
-        help="any of mean_cca pwcca pwcca_google svcca linear_cka linear_cka_debiased",
+        choices=list(METRIC_FUNCTIONS),
+        help="metrics to compute (default: pwcca svcca linear_cka)",
     )
     parser.add_argument("--layers", nargs="+", metavar="NAME", help="layer names (default: common groups)")
     parser.add_argument("--max-positions", type=int, default=64, help="spatial positions per image and layer")
     parser.add_argument("--epsilon", type=float, default=0.0, help="google/svcca's small-variance cutoff")
     parser.add_argument("--no-pretrained", action="store_true", help="timm names get random (seeded) weights")
+    parser.add_argument(
+        "--random-b",
+        action="store_true",
+        help="only model B gets timm's random (seeded) weights: pretrained vs random init of one architecture",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights and position sampling")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.set_defaults(handler=_run_cca)
