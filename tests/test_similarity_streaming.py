@@ -90,31 +90,38 @@ def test_statistics_stay_on_the_data_device_in_float64(data):
     assert accumulator.scatter_xy.device == torch.device("cpu")
 
 
-def _all_reduce_shard(rank: int, world: int, init_file: str) -> dict[str, float]:
-    """Accumulate this rank's shard of the data, all-reduce, and return the metrics."""
+def _all_reduce_shard(
+    rank: int, world: int, init_file: str, empty_rank: int | None = None
+) -> dict[str, float]:
+    """Accumulate this rank's shard of the data (none on ``empty_rank``), all-reduce, return the metrics."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         x, y = correlated(3000, 24, 40, seed=11)
-        shard = np.array_split(np.arange(len(x)), world)[rank]
+        if rank == empty_rank:
+            accumulator = MomentAccumulator(fourth_moments=True).all_reduce()
+            return {"n": accumulator.n, **_values(accumulator)}
+        owners = [r for r in range(world) if r != empty_rank]
+        shard = np.array_split(np.arange(len(x)), len(owners))[owners.index(rank)]
         accumulator = _accumulate(x[shard], y[shard], 3).all_reduce()
         return {"n": accumulator.n, **_values(accumulator)}
     finally:
         dist.destroy_process_group()
 
 
-def _second_rank(init_file: str, out_file: str) -> None:
+def _second_rank(init_file: str, out_file: str, empty_rank: int | None) -> None:
     torch.set_num_threads(1)
-    torch.save(_all_reduce_shard(1, 2, init_file), out_file)
+    torch.save(_all_reduce_shard(1, 2, init_file, empty_rank), out_file)
 
 
-def test_two_process_gloo_all_reduce_matches_single_process(data, tmp_path):
+@pytest.mark.parametrize("empty_rank", [None, 1], ids=["both-ranks-hold-data", "one-rank-saw-nothing"])
+def test_two_process_gloo_all_reduce_matches_single_process(data, tmp_path, empty_rank):
     # This process is rank 0; a spawned process is rank 1.
     child = mp.get_context("spawn").Process(
-        target=_second_rank, args=(str(tmp_path / "init"), str(tmp_path / "rank1.pt"))
+        target=_second_rank, args=(str(tmp_path / "init"), str(tmp_path / "rank1.pt"), empty_rank)
     )
     child.start()
     try:
-        results = [_all_reduce_shard(0, 2, str(tmp_path / "init"))]
+        results = [_all_reduce_shard(0, 2, str(tmp_path / "init"), empty_rank)]
     finally:
         child.join(timeout=120)
     assert child.exitcode == 0

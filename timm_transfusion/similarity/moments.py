@@ -135,9 +135,11 @@ class MomentAccumulator:
     def all_reduce(self, group: dist.ProcessGroup | None = None) -> MomentAccumulator:
         """Merge the statistics of every process in ``group`` in place (every rank ends with the total).
 
-        Two rounds: the counts and sums give the global means, then each rank re-centres its scatter on
-        them, so the sum stays as well-conditioned as a single-process accumulation.
+        A rank that saw no data first learns the feature sizes from the others. Then the counts and sums
+        give the global means, and each rank re-centres its scatter on them, so the sum stays as
+        well-conditioned as a single-process accumulation.
         """
+        self._size_for_all_reduce(group)
         dx, dy = self.features
         n_local = torch.tensor([float(self.n)], dtype=torch.float64, device=self.device)
         sums = torch.cat([n_local, self.mean_x * self.n, self.mean_y * self.n])
@@ -158,6 +160,33 @@ class MomentAccumulator:
         self.quartic = {key: next(pieces).view_as(self.quartic[key]) for key in sorted(self.quartic)}
         self.n, self.mean_x, self.mean_y = n, mean_x, mean_y
         return self
+
+    def _size_for_all_reduce(self, group: dist.ProcessGroup | None) -> None:
+        """Give an accumulator that saw no data the others' feature sizes, as zero statistics."""
+        if self.device is None:
+            nccl = dist.get_backend(group) == "nccl"
+            self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        local = self.features if self.n else (0, 0)
+        sizes = torch.tensor(local, dtype=torch.float64, device=self.device)
+        dist.all_reduce(sizes, op=dist.ReduceOp.MAX, group=group)
+        dx, dy = int(sizes[0]), int(sizes[1])
+        if dx == 0:
+            raise ValueError("no process saw any data; call update(x_batch, y_batch) before all_reduce()")
+        if self.n:
+            return
+        zeros = torch.zeros
+        self.mean_x, self.mean_y = (
+            zeros(dx, dtype=torch.float64, device=self.device),
+            zeros(dy, dtype=torch.float64, device=self.device),
+        )
+        self.scatter_xx = zeros(dx, dx, dtype=torch.float64, device=self.device)
+        self.scatter_yy = zeros(dy, dy, dtype=torch.float64, device=self.device)
+        self.scatter_xy = zeros(dx, dy, dtype=torch.float64, device=self.device)
+        if self.fourth_moments:
+            shapes = {"x4": 1, "y4": 1, "x2y2": 1, "x2x": dx, "y2x": dx, "x2y": dy, "y2y": dy}
+            self.quartic = {
+                key: zeros(size, dtype=torch.float64, device=self.device) for key, size in shapes.items()
+            }
 
     def covariance(self) -> Covariance:
         """Sample covariance (ddof=1), as ``np.cov`` would give on all the data seen so far."""
