@@ -14,7 +14,9 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 from safetensors import safe_open
 
+from ..files import write_text_atomic
 from ..similarity import SimilarityReport
+from ..train.run_folder import RUN_CONTROL_KEYS
 from . import layout
 from .plots import add_missing_plots
 from .run import RunFolder, load_run_folder
@@ -28,18 +30,6 @@ MEDICAL_DATASETS = re.compile(
 )
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
 METRICS = {"auc": ("roc_auc", "AUC"), "accuracy": ("accuracy", "Accuracy")}
-# train_args that say where or how verbosely a run was made, not how the model was trained
-UNINFORMATIVE_ARGS = {
-    "output",
-    "resume",
-    "overwrite",
-    "progress",
-    "log_with",
-    "workers",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "save_predictions",
-}
 
 IMAGE_LINK_WITH_ALT = r"!\[([^\]]*)\]\(([^)\s]+)\)"
 IMAGE_LINK = r"!\[[^\]]*\]\(([^)\s]+)\)"
@@ -239,7 +229,7 @@ def render_card(
     dataset, _ = dataset_names(summary.get("dataset"))
     hidden = {"final", "steps_to_threshold"}
     setup = {k: v for k, v in summary.items() if k not in hidden}
-    setup.update({k: v for k, v in run.train_args.items() if k not in setup and k not in UNINFORMATIVE_ARGS})
+    setup.update({k: v for k, v in run.train_args.items() if k not in setup and k not in RUN_CONTROL_KEYS})
     thresholds = sorted(summary.get("steps_to_threshold", {}).items(), key=lambda item: float(item[0]))
     similarity = None
     if f"{layout.SIMILARITY}/similarity.json" in files:
@@ -316,8 +306,4 @@ def write_card(
         links=links,
         license=license,
     )
-    target = run.path / "README.md"
-    partial = target.with_suffix(".md.partial")
-    partial.write_text(str(card), encoding="utf-8")
-    partial.replace(target)
-    return target
+    return write_text_atomic(run.path / "README.md", str(card))

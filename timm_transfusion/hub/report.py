@@ -12,7 +12,7 @@ from huggingface_hub import HfApi, hf_hub_download
 
 from ..similarity import SimilarityReport
 from . import layout
-from .run import read_jsonl
+from .run import read_metrics
 
 
 def _number(value: str) -> Any:
@@ -84,7 +84,7 @@ def load_report(repo_id: str, *, revision: str | None = None, token: str | bool 
 
     summary = fetch_json(f"{layout.REPORTS}/summary.json")
     metrics_path = fetch(f"{layout.REPORTS}/metrics.jsonl")
-    evaluations = read_jsonl(metrics_path) if metrics_path else []
+    evaluations = read_metrics(metrics_path) if metrics_path else []
     convergence = None
     if "steps_to_threshold" in summary or evaluations:
         thresholds = {float(t): s for t, s in summary.get("steps_to_threshold", {}).items()}

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..files import read_jsonl
+
 WEIGHT_FILES = ("config.json", "model.safetensors")
 
 
@@ -42,11 +44,10 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise RunFolderError(f"{path} is not valid JSON: {err}") from err
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_metrics(path: Path) -> list[dict[str, Any]]:
     """One JSON object per non-empty line."""
-    lines = path.read_text(encoding="utf-8").splitlines()
     try:
-        return [json.loads(line) for line in lines if line.strip()]
+        return read_jsonl(path)
     except json.JSONDecodeError as err:
         raise RunFolderError(f"{path} is not valid JSON lines: {err}") from err
 
@@ -66,7 +67,7 @@ def load_run_folder(path: str | Path) -> RunFolder:
     if (path / "summary.json").is_file():
         run.summary = _read_json(path / "summary.json")
     if (path / "metrics.jsonl").is_file():
-        run.metrics = read_jsonl(path / "metrics.jsonl")
+        run.metrics = read_metrics(path / "metrics.jsonl")
     if (path / "train_args.json").is_file():
         run.train_args = _read_json(path / "train_args.json")
     return run

@@ -6,21 +6,10 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-    return path
+from ..files import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -80,7 +69,7 @@ class SimilarityReport:
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2) + "\n"
         if path is not None:
-            write_atomic(path, text)
+            write_text_atomic(path, text)
         return text
 
     def to_csv(self, path: str | Path | None = None) -> str:
@@ -93,7 +82,7 @@ class SimilarityReport:
                 [entry.layer_a, entry.layer_b, entry.features_a, entry.features_b, entry.datapoints, *values]
             )
         if path is not None:
-            write_atomic(path, buffer.getvalue())
+            write_text_atomic(path, buffer.getvalue())
         return buffer.getvalue()
 
     def to_markdown(self, path: str | Path | None = None) -> str:
@@ -110,7 +99,7 @@ class SimilarityReport:
         notes = [f"- {entry.name}: {entry.note}" for entry in self.layers if entry.note]
         text = "\n".join(lines + ([""] + notes if notes else [])) + "\n"
         if path is not None:
-            write_atomic(path, text)
+            write_text_atomic(path, text)
         return text
 
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:

@@ -4,12 +4,13 @@ import argparse
 import sys
 
 from ..data import DatasetSpecError, LabelError
+from ..files import read_jsonl
 from ..init.errors import InitError
 from .config import TrainConfig, TrainConfigError, add_train_arguments, config_from_args
 from .convergence import TrainHistory, steps_to_threshold
 from .loop import train
 from .model import ImageSizeError
-from .run_folder import OutputFolderError, read_jsonl
+from .run_folder import OutputFolderError
 
 # Mistakes in the user's input: reported as one clear line by the command-line tools, not as a traceback.
 USER_ERRORS = (DatasetSpecError, LabelError, ImageSizeError, OutputFolderError, InitError, TrainConfigError)

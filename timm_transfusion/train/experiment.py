@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ..files import read_jsonl, write_text_atomic
 from ..init.registry import resolve_init
 from ..init.source import WEIGHT_SUFFIXES
 from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train
 from .model import create_model
-from .run_folder import read_jsonl, write_text_atomic
 
 
 def run_name(init: str, seed: int) -> str:

@@ -11,17 +11,15 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from timm.models import save_for_hf
 
+from ..files import TMP_PREFIX, default_file_mode, write_text_atomic
+
 CHECKPOINT_PREFIX = "step_"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-TMP_PREFIX = ".tmp-"
 # Options that may change between a run and its resumption without making it a different run.
 RUN_CONTROL_KEYS = frozenset(
     {
@@ -42,22 +40,6 @@ class OutputFolderError(RuntimeError):
     """The output folder holds something this run must not silently reuse or replace."""
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX + path.name)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _finite(value: Any) -> Any:
     """NaN / inf (an AUC undefined on a one-class split) as null: strict JSON, readable by every tool."""
     if isinstance(value, float):
@@ -76,10 +58,6 @@ def write_json_atomic(path: Path, data: dict) -> None:
 def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
     lines = (json.dumps(_finite(r), sort_keys=True, allow_nan=False) + "\n" for r in records)
     write_text_atomic(path, "".join(lines))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def check_output_folder(folder: Path, train_args: dict, *, resume: bool, overwrite: bool) -> str:
@@ -168,6 +146,6 @@ def export_model(
     export_config = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct")}
     save_for_hf(model, staging, model_config=model_config, safe_serialization=True, data_config=export_config)
     for name in ("model.safetensors", "config.json"):
-        os.chmod(staging / name, 0o666 & ~_UMASK)
+        os.chmod(staging / name, default_file_mode())
         os.replace(staging / name, folder / name)
     shutil.rmtree(staging)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..files import atomic_path
 
 if TYPE_CHECKING:
     from timm_transfusion.similarity.report import SimilarityReport
@@ -32,10 +32,7 @@ def plot_similarity(report: SimilarityReport, path: str | Path, *, title: str | 
     axes.set_title(title or f"{report.model_a} vs {report.model_b} ({report.images} images)", fontsize=9)
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
-    figure.savefig(temporary, format="png")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
     plt.close(figure)
-    os.replace(temporary, path)
     return path
