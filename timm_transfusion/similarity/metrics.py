@@ -11,8 +11,6 @@ from .cca import CCAResult, canonical_correlation_analysis, check_determined
 from .moments import ArrayLike, Covariance, MomentAccumulator
 from .threads import single_threaded
 
-METRICS = ("mean_cca", "pwcca", "svcca", "linear_cka")
-
 
 def _moments(x: ArrayLike, y: ArrayLike, fourth_moments: bool = False) -> MomentAccumulator:
     return MomentAccumulator(fourth_moments=fourth_moments).update(x, y)
