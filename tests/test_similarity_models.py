@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import timm_transfusion  # noqa: F401  (registers mobilenetv1_025)
+from timm_transfusion import similarity
 from timm_transfusion.cli import main
 from timm_transfusion.similarity import LayerCapture, SimilarityReport, compare
 from timm_transfusion.similarity.capture import match_spatial, subsample_positions
@@ -111,7 +112,7 @@ def test_models_without_forward_intermediates_are_captured_with_hooks():
     captured = LayerCapture(model, ["1", "2"])(images)
     assert torch.equal(captured["1"], model[1](model[0](images)))
     assert torch.equal(captured["2"], model(images))
-    with pytest.raises(ValueError, match="no layer 'conv9'"):
+    with pytest.raises(similarity.LayerError, match="no layer 'conv9'"):
         LayerCapture(model, ["conv9"])
 
 
@@ -148,7 +149,7 @@ def test_underdetermined_layers_are_reported_as_missing_with_a_note():
 
 def test_unknown_metric_names_the_choices():
     model = timm.create_model("test_resnet")
-    with pytest.raises(ValueError, match=r"unknown metrics \['cca'\].*'pwcca'"):
+    with pytest.raises(similarity.SimilarityOptionError, match=r"unknown metrics \['cca'\].*'pwcca'"):
         compare(model, model, [], metrics=("cca",))
 
 

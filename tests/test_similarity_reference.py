@@ -162,6 +162,44 @@ def test_correlations_match_plain_definition(activations):
     np.testing.assert_allclose(ours, canonical(x, y)[0], atol=TOLERANCE, rtol=0)
 
 
+def _assert_same_up_to_signs(ours: np.ndarray, reference: np.ndarray, signs: np.ndarray) -> None:
+    np.testing.assert_allclose(ours * signs, reference, atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("convention", ["centered", "google-svcca"])
+def test_directions_of_both_sides_match_the_singular_vectors(activations, convention):
+    # The weighted side comes from the eigendecomposition, the other one from a companion computed on
+    # demand; both must be the reference's singular vectors, with one sign per pair.
+    x, y = activations
+    rho, u, v, _, _ = canonical(x, y)
+    result = similarity.cca(x, y, convention=convention)
+    rank = rho.size
+    ours_x, ours_y = result.x_directions.numpy()[:, :rank], result.y_directions.numpy()[:, :rank]
+    signs = np.sign((ours_x * u[:, :rank]).sum(0))
+    _assert_same_up_to_signs(ours_x, u[:, :rank], signs)
+    _assert_same_up_to_signs(ours_y, v[:, :rank], signs)
+
+
+def test_repeated_correlations_keep_their_pairs():
+    # x against a rotation of itself: every correlation is 1, so the singular vectors are any basis; the
+    # companion's y side must still pair with the x side (unit correlation for each variate pair).
+    x, _ = correlated(1500, 20, 20, seed=9)
+    y = x @ np.linalg.qr(np.random.default_rng(10).normal(size=(20, 20)))[0]
+    result = similarity.cca(x, y)
+    u = (x - x.mean(0)) @ result.x_coefficients.numpy()
+    v = (y - y.mean(0)) @ result.y_coefficients.numpy()
+    np.testing.assert_allclose((u * v).sum(0) / np.sqrt((u * u).sum(0) * (v * v).sum(0)), 1.0, atol=1e-9)
+
+
+def test_ill_conditioned_layer_matches_the_reference():
+    # Condition number ~1e7 for the side that is whitened by Cholesky when it is safe, by eigh otherwise.
+    x, y = correlated(1500, 20, 30, seed=11)
+    y[:, :5] = y[:, 5:10] + 1e-3 * np.random.default_rng(12).normal(size=(1500, 5))
+    assert abs(similarity.mean_cca(x, y) - mean_cca(x, y)) <= TOLERANCE
+    assert abs(similarity.pwcca(x, y) - pwcca(x, y)) <= TOLERANCE
+    np.testing.assert_allclose(similarity.cca(x, y).correlations.numpy(), canonical(x, y)[0], atol=TOLERANCE)
+
+
 @pytest.mark.parametrize("dims", [5, 15])
 def test_svcca_matches_svd_reduction(activations, dims):
     x, y = activations
@@ -215,10 +253,9 @@ def test_google_convention_gives_one_on_identical_inputs(activations):
 
 
 def _flip(result, column):
-    name = "x_directions" if result.weighted_side == "x" else "y_directions"
-    directions = getattr(result, name).clone()
+    directions = result.weighted_directions.clone()
     directions[:, column] *= -1
-    return dataclasses.replace(result, **{name: directions})
+    return dataclasses.replace(result, weighted_directions=directions)
 
 
 @pytest.mark.parametrize("column", [0, 3, -1])

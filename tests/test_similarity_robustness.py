@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from test_similarity_reference import correlated
 
 from timm_transfusion import similarity
+from timm_transfusion.similarity.cca import _whitening
 
 CCA_METRICS = {
     "mean_cca": lambda x, y, **kw: similarity.mean_cca(x, y, **kw),
@@ -63,6 +65,32 @@ def test_rank_deficient_layer_is_perfectly_similar_to_itself():
     assert result.pwcca() == pytest.approx(1.0, abs=1e-9)
 
 
+def test_redundant_neurons_on_the_other_side_change_nothing():
+    # y's extra neurons are linear combinations of its first 15: the span, hence every canonical
+    # correlation and x's variates, are those of the first 15 (the eigendecomposition route for y).
+    x, y = correlated(1000, 12, 15, seed=22)
+    redundant = np.concatenate([y, y @ np.random.default_rng(1).normal(size=(15, 10))], axis=1)
+    np.testing.assert_allclose(
+        similarity.cca(x, redundant).correlations.numpy(),
+        similarity.cca(x, y).correlations.numpy(),
+        atol=1e-9,
+    )
+    assert similarity.pwcca(x, redundant) == pytest.approx(similarity.pwcca(x, y), abs=1e-9)
+    assert similarity.mean_cca(x, redundant) == pytest.approx(similarity.mean_cca(x, y), abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["well_conditioned", "singular"])
+def test_whitening_route_follows_the_conditioning(kind):
+    x, _ = correlated(1000, 12, 15, seed=23)
+    if kind == "singular":
+        x[:, 6:] = x[:, :6] @ np.random.default_rng(2).normal(size=(6, 6))
+    sigma = torch.from_numpy(np.cov(x, rowvar=False))
+    white = _whitening(sigma, 0.0)
+    assert (white.basis is None) == (kind == "well_conditioned")  # Cholesky only when provably safe
+    rank = 12 if kind == "well_conditioned" else 6
+    np.testing.assert_allclose((white.transform.T @ sigma @ white.transform).numpy(), np.eye(rank), atol=1e-8)
+
+
 def test_all_dead_layer_gives_zero():
     x, y = correlated(500, 10, 12, seed=1)
     assert similarity.pwcca(np.zeros_like(x), y) == 0.0
@@ -73,46 +101,46 @@ def test_all_dead_layer_gives_zero():
 def test_non_finite_activations_raise(bad):
     x, y = correlated(200, 5, 6, seed=2)
     y[17, 3] = bad
-    with pytest.raises(ValueError, match="NaN or inf"):
+    with pytest.raises(similarity.NonFiniteActivationError, match="NaN or inf"):
         similarity.pwcca(x, y)
 
 
 def test_mismatched_datapoints_raise():
     x, y = correlated(200, 5, 6, seed=2)
-    with pytest.raises(ValueError, match="200 datapoints but y has 199"):
+    with pytest.raises(similarity.ActivationShapeError, match="200 datapoints but y has 199"):
         similarity.mean_cca(x, y[:-1])
 
 
 @pytest.mark.parametrize("metric", list(CCA_METRICS))
 def test_fewer_datapoints_than_features_raise(metric):
     x, y = correlated(40, 50, 30, seed=3)
-    with pytest.raises(ValueError, match="40 datapoints for 50 features"):
+    with pytest.raises(similarity.NotEnoughDataError, match="40 datapoints for 50 features"):
         CCA_METRICS[metric](x, y)
 
 
 def test_fewer_datapoints_than_features_may_warn_instead():
     x, y = correlated(40, 50, 30, seed=3)
-    with pytest.warns(UserWarning, match="40 datapoints for 50 features"):
+    with pytest.warns(similarity.UnderdeterminedWarning, match="40 datapoints for 50 features"):
         value = similarity.pwcca(x, y, allow_underdetermined=True)
     assert math.isfinite(value)
 
 
 def test_unknown_convention_names_the_choices():
     x, y = correlated(200, 5, 6, seed=2)
-    with pytest.raises(ValueError, match="'google'.*centered.*google-svcca"):
+    with pytest.raises(similarity.SimilarityOptionError, match="'google'.*centered.*google-svcca"):
         similarity.pwcca(x, y, convention="google")
 
 
 def test_wrong_rank_input_raises():
-    with pytest.raises(ValueError, match=r"2-D \(datapoints, features\)"):
+    with pytest.raises(similarity.ActivationShapeError, match=r"2-D \(datapoints, features\)"):
         similarity.linear_cka(np.zeros((4, 3, 2)), np.zeros((4, 3)))
 
 
 def test_debiased_cka_needs_fourth_moments():
     x, y = correlated(200, 5, 6, seed=2)
-    with pytest.raises(ValueError, match="fourth_moments=True"):
+    with pytest.raises(similarity.SimilarityOptionError, match="fourth_moments=True"):
         similarity.MomentAccumulator().update(x, y).linear_cka(debiased=True)
-    with pytest.raises(ValueError, match="with fourth moments and one without"):
+    with pytest.raises(similarity.SimilarityOptionError, match="with fourth moments and one without"):
         similarity.MomentAccumulator().update(x, y) + similarity.MomentAccumulator(
             fourth_moments=True
         ).update(x, y)
@@ -121,5 +149,5 @@ def test_debiased_cka_needs_fourth_moments():
 def test_overflowing_squares_raise():
     x, y = correlated(200, 5, 6, seed=2)
     x[3, 1] = 1e300
-    with pytest.raises(ValueError, match="overflow"):
+    with pytest.raises(similarity.NonFiniteActivationError, match="overflow"):
         similarity.mean_cca(x, y)

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 from test_similarity_reference import correlated
 
 from timm_transfusion.similarity import MomentAccumulator
-from timm_transfusion.similarity.moments import gram
+from timm_transfusion.similarity.moments import centred_products
 
 METRICS = {
     "mean_cca": lambda m: m.mean_cca(),
@@ -65,14 +65,25 @@ def test_raw_moments_match_numpy(data):
     np.testing.assert_allclose(accumulator.covariance().yy.numpy(), np.cov(y, rowvar=False), rtol=1e-11)
 
 
-def test_symmetric_gram_equals_the_full_product():
-    centred = torch.from_numpy(np.random.default_rng(5).normal(size=(900, 301)))
-    expected = centred.T @ centred
-    torch.testing.assert_close(gram(centred), expected, rtol=1e-12, atol=1e-10)
-    torch.testing.assert_close(gram(centred[:, ::2]), expected[::2, ::2], rtol=1e-12, atol=1e-10)
-    column_major = centred.T.contiguous().T
-    torch.testing.assert_close(gram(column_major), expected, rtol=1e-12, atol=1e-10)
-    torch.testing.assert_close(gram(centred.float()), expected.float(), rtol=1e-4, atol=1e-3)
+@pytest.mark.parametrize("layout", ["row-major", "column-major", "strided", "mixed", "float32"])
+def test_centred_products_equal_the_plain_products(layout):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(900, 301)) + 3.0, rng.normal(size=(900, 120)) - 2.0
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    expected = [x.mean(0), y.mean(0), xc.T @ xc, yc.T @ yc, xc.T @ yc]
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    if layout == "column-major":
+        tx, ty = tx.T.contiguous().T, ty.T.contiguous().T
+    elif layout == "strided":
+        tx, ty = torch.from_numpy(np.repeat(x, 2, axis=1))[:, ::2], ty
+    elif layout == "mixed":
+        tx = tx.T.contiguous().T
+    elif layout == "float32":
+        tx, ty = tx.float(), ty.float()
+        expected = [torch.from_numpy(value).float().numpy() for value in expected]
+    tolerance = dict(rtol=1e-4, atol=1e-2) if layout == "float32" else dict(rtol=1e-12, atol=1e-9)
+    for got, want in zip(centred_products(tx, ty), expected, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, **tolerance)
 
 
 def test_large_means_do_not_cancel(data):

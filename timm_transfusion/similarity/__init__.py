@@ -7,22 +7,45 @@ layer-wise ``SimilarityReport``.
 """
 
 from .capture import LayerCapture, default_layers
-from .cca import CONVENTIONS, CCAResult, canonical_correlation_analysis, projection_weights
+from .cca import (
+    CONVENTIONS,
+    CCAResult,
+    canonical_correlation_analysis,
+    canonical_correlations,
+    projection_weights,
+)
 from .compare import METRIC_FUNCTIONS, compare
+from .errors import (
+    ActivationShapeError,
+    LayerError,
+    NonFiniteActivationError,
+    NotEnoughDataError,
+    SimilarityError,
+    SimilarityOptionError,
+    UnderdeterminedWarning,
+)
 from .metrics import cca, linear_cka, mean_cca, pwcca, svcca
 from .moments import Covariance, MomentAccumulator
 from .report import LayerSimilarity, SimilarityReport
 
 __all__ = [
+    "ActivationShapeError",
     "CONVENTIONS",
     "CCAResult",
     "Covariance",
     "LayerCapture",
+    "LayerError",
     "LayerSimilarity",
     "METRIC_FUNCTIONS",
     "MomentAccumulator",
+    "NonFiniteActivationError",
+    "NotEnoughDataError",
+    "SimilarityError",
+    "SimilarityOptionError",
     "SimilarityReport",
+    "UnderdeterminedWarning",
     "canonical_correlation_analysis",
+    "canonical_correlations",
     "cca",
     "compare",
     "default_layers",

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ActivationShapeError, LayerError
+
 STEM, PRE_LOGITS = "stem", "pre_logits"
 
 
@@ -59,7 +61,7 @@ class LayerCapture:
         self.model = model
         self.layers = list(layers) if layers is not None else default_layers(model)
         if not self.layers:
-            raise ValueError(f"no layers to capture in {type(model).__name__}; pass module names as layers=")
+            raise LayerError(f"no layers to capture in {type(model).__name__}; pass module names as layers=")
         features = [info["module"] for info in getattr(model, "feature_info", [])]
         self.indices = {}
         if hasattr(model, "forward_intermediates"):
@@ -67,7 +69,7 @@ class LayerCapture:
         hooked = [name for name in self.layers if name not in self.indices and name != PRE_LOGITS]
         self.modules = {name: self._resolve(name) for name in hooked}
         if PRE_LOGITS in self.layers and not hasattr(model, "forward_head"):
-            raise ValueError(
+            raise LayerError(
                 f"{type(model).__name__} has no forward_head, so 'pre_logits' cannot be captured"
             )
 
@@ -79,7 +81,7 @@ class LayerCapture:
             except AttributeError:
                 pass
         valid = default_layers(self.model) + [n for n, _ in self.model.named_children()]
-        raise ValueError(f"{type(self.model).__name__} has no layer {name!r}; valid names include {valid}")
+        raise LayerError(f"{type(self.model).__name__} has no layer {name!r}; valid names include {valid}")
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -115,7 +117,7 @@ def as_positions(activation: torch.Tensor) -> torch.Tensor:
         return activation
     if activation.ndim == 4:
         return activation.flatten(2).transpose(1, 2)
-    raise ValueError(
+    raise LayerError(
         f"cannot treat an activation of shape {tuple(activation.shape)} as (batch, ..., features)"
     )
 
@@ -137,7 +139,7 @@ def subsample_positions(
     image's index in the data, so the choice does not depend on the batch size and covers every position.
     """
     if a.shape[:2] != b.shape[:2]:
-        raise ValueError(
+        raise ActivationShapeError(
             f"paired activations need the same images and positions; got {a.shape} and {b.shape}"
         )
     batch, positions = a.shape[:2]

@@ -5,6 +5,12 @@ its largest absolute entry, neurons whose scaled variance is below ``epsilon`` a
 added before inverting, and the canonical correlations are the singular values of
 Σxx^-1/2 Σxy Σyy^-1/2 with symmetric inverse square roots.
 
+Only the weighted side (the one with fewer neurons, whose variates weight PWCCA) needs its symmetric square
+root, from an eigendecomposition: its canonical directions are expressed in that basis. The other side is
+whitened by a Cholesky factor when it is well conditioned: any whitening W with WᵀΣW = I leaves the
+singular values and the left singular vectors unchanged. Its directions in the symmetric basis are computed
+only when asked for.
+
 PWCCA weights need the inner products of the (QR-orthonormalised) canonical variates with every neuron.
 With F any square root of the centred scatter (FᵀF = XcᵀXc) and U the directions, the variates' Gram is
 (FU)ᵀ(FU), so a QR of the small matrix FU = QR gives R and the inner products R⁻ᵀUᵀFᵀF = QᵀF: one pass
@@ -15,15 +21,30 @@ convention adds the neuron means back to the variates, which appends the row √
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from .errors import NotEnoughDataError, SimilarityOptionError, UnderdeterminedWarning
 from .moments import Covariance
 from .threads import single_threaded
 
 CONVENTIONS = ("centered", "google-svcca")
+# The Cholesky whitening is used only when every eigenvalue is provably this far inside the numerical rank
+# that the eigendecomposition keeps, so both routes give the same answer.
+_CHOLESKY_MARGIN = 1e3
+
+
+class _Companions(NamedTuple):
+    """The parts of a CCA that PWCCA does not need, computed on first access."""
+
+    x_coefficients: torch.Tensor
+    y_coefficients: torch.Tensor
+    unweighted_directions: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -31,36 +52,62 @@ class CCAResult:
     """Canonical correlation analysis of x (n, dx) against y (n, dy).
 
     correlations: (r,) descending canonical correlations.
-    x_directions, y_directions: (kx, r), (ky, r) canonical directions in the whitened space of the kept
-        neurons (google/svcca's ``coef_x.T`` and ``coef_y.T``).
-    x_coefficients, y_coefficients: (kx, r), (ky, r) the same directions mapped back to the kept neurons:
-        the i-th canonical variate is column i ᵀ · (centred activations / √max|Σ|), with unit variance.
-    x_kept, y_kept: (dx,), (dy,) masks of the neurons that survived the small-variance removal.
     weighted_side: "x" or "y", the side with fewer kept neurons, whose variates weight PWCCA.
+    weighted_directions: (k, r) that side's canonical directions in the symmetric whitened space of its kept
+        neurons (google/svcca's ``coef_x.T`` or ``coef_y.T``).
+    x_kept, y_kept: (dx,), (dy,) masks of the neurons that survived the small-variance removal.
     factor: (k, k) square root of the weighted side's centred scatter (factorᵀ·factor = XcᵀXc).
     mean: (k,) means of the weighted side's kept neurons.
+
+    ``x_directions`` / ``y_directions`` give either side's directions, ``x_coefficients`` /
+    ``y_coefficients`` (kx, r) / (ky, r) the directions mapped back to the kept neurons: the i-th canonical
+    variate is column i ᵀ · (centred activations / √max|Σ|), with unit variance. PWCCA needs none of them,
+    so they are computed on first access.
     """
 
     correlations: torch.Tensor
-    x_directions: torch.Tensor
-    y_directions: torch.Tensor
-    x_coefficients: torch.Tensor
-    y_coefficients: torch.Tensor
+    weighted_side: str
+    weighted_directions: torch.Tensor
     x_kept: torch.Tensor
     y_kept: torch.Tensor
-    weighted_side: str
     factor: torch.Tensor
     mean: torch.Tensor
     n: int
     convention: str
+    companions: Callable[[], _Companions] = field(repr=False, compare=False)
+
+    @cached_property
+    def _companions(self) -> _Companions:
+        with single_threaded(self.factor.device):
+            return self.companions()
+
+    @property
+    def x_directions(self) -> torch.Tensor:
+        """(kx, r) canonical directions of x in the symmetric whitened space of its kept neurons."""
+        return (
+            self.weighted_directions if self.weighted_side == "x" else self._companions.unweighted_directions
+        )
+
+    @property
+    def y_directions(self) -> torch.Tensor:
+        """(ky, r) canonical directions of y in the symmetric whitened space of its kept neurons."""
+        return (
+            self.weighted_directions if self.weighted_side == "y" else self._companions.unweighted_directions
+        )
+
+    @property
+    def x_coefficients(self) -> torch.Tensor:
+        return self._companions.x_coefficients
+
+    @property
+    def y_coefficients(self) -> torch.Tensor:
+        return self._companions.y_coefficients
 
     @property
     def projection_weights(self) -> torch.Tensor:
         """(r,) PWCCA weights: how much of the weighted side's neurons each canonical variate accounts for."""
-        directions = self.x_directions if self.weighted_side == "x" else self.y_directions
-        return projection_weights(
-            self.factor, directions[:, : self.correlations.numel()], self.mean, self.n, self.convention
-        )
+        directions = self.weighted_directions[:, : self.correlations.numel()]
+        return projection_weights(self.factor, directions, self.mean, self.n, self.convention)
 
     def mean_correlation(self) -> float:
         """Mean CCA: the average canonical correlation (0.0 when no neuron survived)."""
@@ -98,7 +145,7 @@ def _projection_weights(factor, directions, mean, n, convention):
 
 def check_convention(convention: str) -> None:
     if convention not in CONVENTIONS:
-        raise ValueError(f"unknown PWCCA convention {convention!r}; choose one of {CONVENTIONS}")
+        raise SimilarityOptionError(f"unknown PWCCA convention {convention!r}; choose one of {CONVENTIONS}")
 
 
 def check_determined(n: int, features: int, allow_underdetermined: bool) -> None:
@@ -110,8 +157,99 @@ def check_determined(n: int, features: int, allow_underdetermined: bool) -> None
         "are then spuriously close to 1); use more images or spatial positions, or pool the layer"
     )
     if not allow_underdetermined:
-        raise ValueError(message + "; pass allow_underdetermined=True to compute anyway")
-    warnings.warn(message, stacklevel=3)
+        raise NotEnoughDataError(message + "; pass allow_underdetermined=True to compute anyway")
+    warnings.warn(message, UnderdeterminedWarning, stacklevel=3)
+
+
+class _ScaledBlocks(NamedTuple):
+    """Covariance blocks of the kept neurons, each side scaled by its largest absolute entry."""
+
+    xx: torch.Tensor
+    xy: torch.Tensor
+    yy: torch.Tensor
+    x_scale: float
+    y_scale: float
+    x_kept: torch.Tensor
+    y_kept: torch.Tensor
+
+
+def _scaled_blocks(cov: Covariance, epsilon: float) -> _ScaledBlocks:
+    """google/svcca's preprocessing: scale each block, drop neurons whose scaled variance is below epsilon."""
+    x_scale, y_scale = float(cov.xx.abs().max()), float(cov.yy.abs().max())
+    x_kept, y_kept = _kept(cov.xx, x_scale, epsilon), _kept(cov.yy, y_scale, epsilon)
+    return _ScaledBlocks(
+        cov.xx[x_kept][:, x_kept] / x_scale,
+        cov.xy[x_kept][:, y_kept] / (x_scale * y_scale) ** 0.5,
+        cov.yy[y_kept][:, y_kept] / y_scale,
+        x_scale,
+        y_scale,
+        x_kept,
+        y_kept,
+    )
+
+
+def _kept(block: torch.Tensor, scale: float, epsilon: float) -> torch.Tensor:
+    if scale == 0:
+        return torch.zeros(block.shape[0], dtype=torch.bool, device=block.device)
+    return block.diagonal() / scale >= epsilon
+
+
+class _Whitening(NamedTuple):
+    """A map W (k, r) with Wᵀ(Σ + εI)W = I on the numerical range of Σ + εI.
+
+    ``basis`` (k, r) is set for the eigendecomposition route, where the symmetric inverse square root is
+    basis·diag(λ^-1/2)·basisᵀ and the canonical directions in its space are basis·(singular vectors).
+    """
+
+    transform: torch.Tensor
+    basis: torch.Tensor | None
+    eigvals: torch.Tensor | None = None
+    eigvecs: torch.Tensor | None = None
+
+
+def _eigen_whitening(sigma: torch.Tensor, epsilon: float) -> _Whitening:
+    """σ + εI = V·diag(λ)·Vᵀ, keeping the eigenvalues above the numerical rank threshold."""
+    eigvals, eigvecs = torch.linalg.eigh(_regularised(sigma, epsilon))
+    valid = eigvals > eigvals.max() * sigma.shape[0] * torch.finfo(sigma.dtype).eps
+    basis = eigvecs[:, valid]
+    return _Whitening(basis * eigvals[valid].rsqrt(), basis, eigvals, eigvecs)
+
+
+def _whitening(sigma: torch.Tensor, epsilon: float) -> _Whitening:
+    """The Cholesky whitening L⁻ᵀ when σ + εI is safely full rank, else the eigendecomposition route.
+
+    λmin ≥ 1/‖L⁻¹‖²_F and λmax ≤ trace, so a small trace·‖L⁻¹‖²_F proves that the eigendecomposition would
+    keep every eigenvalue; the two routes then agree to rounding error.
+    """
+    regularised = _regularised(sigma, epsilon)
+    lower, info = torch.linalg.cholesky_ex(regularised)
+    if int(info) == 0:
+        eye = torch.eye(sigma.shape[0], dtype=sigma.dtype, device=sigma.device)
+        inverse = torch.linalg.solve_triangular(lower, eye, upper=False)
+        condition_bound = float(regularised.diagonal().sum() * inverse.square().sum())
+        if condition_bound * sigma.shape[0] * torch.finfo(sigma.dtype).eps * _CHOLESKY_MARGIN < 1:
+            return _Whitening(inverse.T, None)
+    return _eigen_whitening(sigma, epsilon)
+
+
+def _regularised(sigma: torch.Tensor, epsilon: float) -> torch.Tensor:
+    if not epsilon:
+        return sigma
+    return sigma + epsilon * torch.eye(sigma.shape[0], dtype=sigma.dtype, device=sigma.device)
+
+
+def canonical_correlations(
+    cov: Covariance, *, epsilon: float = 0.0, allow_underdetermined: bool = False
+) -> torch.Tensor:
+    """(r,) descending canonical correlations only: the cheapest route (no directions, no PWCCA weights)."""
+    check_determined(cov.n, max(cov.xx.shape[0], cov.yy.shape[0]), allow_underdetermined)
+    blocks = _scaled_blocks(cov, epsilon)
+    if not blocks.x_kept.any() or not blocks.y_kept.any():
+        return torch.zeros(0, dtype=torch.float64, device=cov.mean_x.device)
+    with single_threaded(cov.xx.device):
+        x_white, y_white = _whitening(blocks.xx, epsilon), _whitening(blocks.yy, epsilon)
+        cross = x_white.transform.T @ blocks.xy @ y_white.transform
+        return torch.linalg.svdvals(cross).clamp(max=1.0)
 
 
 def canonical_correlation_analysis(
@@ -130,96 +268,126 @@ def canonical_correlation_analysis(
     """
     check_convention(convention)
     check_determined(cov.n, max(cov.xx.shape[0], cov.yy.shape[0]), allow_underdetermined)
-    with single_threaded(cov.xx.device):
-        return _canonical_correlation_analysis(cov, epsilon, convention)
-
-
-def _canonical_correlation_analysis(cov: Covariance, epsilon: float, convention: str) -> CCAResult:
-    xmax, ymax = float(cov.xx.abs().max()), float(cov.yy.abs().max())
-    x_kept = (
-        cov.xx.diagonal() / xmax >= epsilon if xmax > 0 else torch.zeros_like(cov.mean_x, dtype=torch.bool)
-    )
-    y_kept = (
-        cov.yy.diagonal() / ymax >= epsilon if ymax > 0 else torch.zeros_like(cov.mean_y, dtype=torch.bool)
-    )
-    if not x_kept.any() or not y_kept.any():
-        return _empty_result(cov, x_kept, y_kept, convention)
-    xx = cov.xx[x_kept][:, x_kept] / xmax
-    yy = cov.yy[y_kept][:, y_kept] / ymax
-    xy = cov.xy[x_kept][:, y_kept] / (xmax * ymax) ** 0.5
+    blocks = _scaled_blocks(cov, epsilon)
+    if not blocks.x_kept.any() or not blocks.y_kept.any():
+        return _empty_result(cov, blocks, convention)
+    weighted_side = "x" if int(blocks.x_kept.sum()) <= int(blocks.y_kept.sum()) else "y"
     solve = _solve_google if convention == "google-svcca" else _solve_centered
-    correlations, x_dirs, y_dirs, x_coef, y_coef, x_eig, y_eig = solve(xx, xy, yy, epsilon)
-    weighted_side = "x" if int(x_kept.sum()) <= int(y_kept.sum()) else "y"
-    eigvals, eigvecs, scale, kept, mean = (
-        (*x_eig, xmax, x_kept, cov.mean_x) if weighted_side == "x" else (*y_eig, ymax, y_kept, cov.mean_y)
-    )
-    variances = (eigvals - epsilon).clamp(min=0) * scale * (cov.n - 1)
-    factor = variances.sqrt().unsqueeze(1) * eigvecs.T
+    with single_threaded(cov.xx.device):
+        return solve(cov, blocks, weighted_side, epsilon)
+
+
+def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, epsilon: float) -> CCAResult:
+    """The weighted side a by its eigendecomposition, the other side b by the cheapest exact whitening.
+
+    The correlations and a's singular vectors come from the eigendecomposition of KKᵀ (K the whitened
+    cross-covariance, ra × ra), half the cost of an SVD of K; b's singular vectors wait for a companion.
+    """
+    if weighted_side == "x":
+        aa, ab, bb, scale, mean, kept = (
+            blocks.xx,
+            blocks.xy,
+            blocks.yy,
+            blocks.x_scale,
+            cov.mean_x,
+            blocks.x_kept,
+        )
+    else:
+        aa, ab, bb, scale, mean, kept = (
+            blocks.yy,
+            blocks.xy.T,
+            blocks.xx,
+            blocks.y_scale,
+            cov.mean_y,
+            blocks.y_kept,
+        )
+    a_white, b_white = _eigen_whitening(aa, epsilon), _whitening(bb, epsilon)
+    cross = a_white.transform.T @ ab @ b_white.transform
+    rank = min(cross.shape)
+    squared, left = torch.linalg.eigh(cross @ cross.T)
+    correlations = squared.flip(0)[:rank].clamp(0.0, 1.0).sqrt()
+    left = left.flip(1)[:, :rank]
+    variances = (a_white.eigvals - epsilon).clamp(min=0) * scale * (cov.n - 1)
+
+    def companions() -> _Companions:
+        svd_left, _, svd_right_t = torch.linalg.svd(cross, full_matrices=False)
+        # Rotate the SVD's right vectors by the map from its left vectors to ours, so pairs stay matched
+        # (the two bases differ by signs, and by rotations within repeated correlations).
+        right = svd_right_t.T[:, :rank] @ (svd_left[:, :rank].T @ left)
+        a_coefficients, b_coefficients = a_white.transform @ left, b_white.transform @ right
+        if b_white.basis is not None:
+            b_directions = b_white.basis @ right
+        else:
+            eigvals, eigvecs = torch.linalg.eigh(_regularised(bb, epsilon))
+            b_directions = (eigvecs * eigvals.clamp(min=0).sqrt()) @ (eigvecs.T @ b_coefficients)
+        if weighted_side == "x":
+            return _Companions(a_coefficients, b_coefficients, b_directions)
+        return _Companions(b_coefficients, a_coefficients, b_directions)
+
     return CCAResult(
-        correlations,
-        x_dirs,
-        y_dirs,
-        x_coef,
-        y_coef,
-        x_kept,
-        y_kept,
-        weighted_side,
-        factor,
-        mean[kept],
-        cov.n,
-        convention,
+        correlations=correlations,
+        weighted_side=weighted_side,
+        weighted_directions=a_white.basis @ left,
+        x_kept=blocks.x_kept,
+        y_kept=blocks.y_kept,
+        factor=variances.sqrt().unsqueeze(1) * a_white.eigvecs.T,
+        mean=mean[kept],
+        n=cov.n,
+        convention="centered",
+        companions=companions,
     )
 
 
-def _whiten(sigma: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """σ + εI = V·diag(λ)·Vᵀ -> (λ, V, validity mask of the numerical range)."""
-    eye = torch.eye(sigma.shape[0], dtype=sigma.dtype, device=sigma.device)
-    eigvals, eigvecs = torch.linalg.eigh(sigma + epsilon * eye)
-    valid = eigvals > eigvals.max() * sigma.shape[0] * torch.finfo(sigma.dtype).eps
-    return eigvals, eigvecs, valid
-
-
-def _solve_centered(xx, xy, yy, epsilon):
-    x_vals, x_vecs, x_valid = _whiten(xx, epsilon)
-    y_vals, y_vecs, y_valid = _whiten(yy, epsilon)
-    x_range, y_range = x_vecs[:, x_valid], y_vecs[:, y_valid]
-    x_scaled = x_range * x_vals[x_valid].rsqrt()
-    y_scaled = y_range * y_vals[y_valid].rsqrt()
-    left, correlations, right_t = torch.linalg.svd(x_scaled.T @ xy @ y_scaled, full_matrices=False)
-    # The symmetric inverse square root is V·diag(λ^-1/2)·Vᵀ, so its singular vectors are V·(these).
-    return (
-        correlations.clamp(max=1.0),
-        x_range @ left,
-        y_range @ right_t.T,
-        x_scaled @ left,
-        y_scaled @ right_t.T,
-        (x_vals, x_vecs),
-        (y_vals, y_vecs),
-    )
-
-
-def _solve_google(xx, xy, yy, epsilon):
-    device = xx.device
-    xx, xy, yy = (block.cpu().numpy() for block in (xx, xy, yy))
+def _solve_google(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, epsilon: float) -> CCAResult:
+    device = cov.xx.device
+    xx, xy, yy = (block.cpu().numpy() for block in (blocks.xx, blocks.xy, blocks.yy))
     x_white = _google_inverse_sqrt(xx + epsilon * np.eye(xx.shape[0]))
     y_white = _google_inverse_sqrt(yy + epsilon * np.eye(yy.shape[0]))
-    left, singular, right = np.linalg.svd(np.dot(x_white, np.dot(xy, y_white)))
-    x_eig = np.linalg.eigh(xx + epsilon * np.eye(xx.shape[0]))
-    y_eig = np.linalg.eigh(yy + epsilon * np.eye(yy.shape[0]))
+    left, singular, right_t = np.linalg.svd(np.dot(x_white, np.dot(xy, y_white)))
     rank = singular.size
+    if weighted_side == "x":
+        weighted, other, aa, scale, mean, kept = (
+            left,
+            right_t.T,
+            xx,
+            blocks.x_scale,
+            cov.mean_x,
+            blocks.x_kept,
+        )
+    else:
+        weighted, other, aa, scale, mean, kept = (
+            right_t.T,
+            left,
+            yy,
+            blocks.y_scale,
+            cov.mean_y,
+            blocks.y_kept,
+        )
+    eigvals, eigvecs = np.linalg.eigh(aa + epsilon * np.eye(aa.shape[0]))
+    variances = np.clip(eigvals - epsilon, 0, None) * scale * (cov.n - 1)
     arrays = (
         np.abs(singular),
-        left,
-        right.T,
+        weighted,
+        np.sqrt(variances)[:, None] * eigvecs.T,
         x_white @ left[:, :rank],
-        y_white @ right.T[:, :rank],
-        *x_eig,
-        *y_eig,
+        y_white @ right_t.T[:, :rank],
+        other,
     )
-    correlations, x_dirs, y_dirs, x_coef, y_coef, xv, xq, yv, yq = (
-        torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays
+    correlations, directions, factor, *rest = (
+        torch.from_numpy(np.ascontiguousarray(array)).to(device) for array in arrays
     )
-    return correlations, x_dirs, y_dirs, x_coef, y_coef, (xv, xq), (yv, yq)
+    return CCAResult(
+        correlations=correlations,
+        weighted_side=weighted_side,
+        weighted_directions=directions,
+        x_kept=blocks.x_kept,
+        y_kept=blocks.y_kept,
+        factor=factor,
+        mean=mean[kept],
+        n=cov.n,
+        convention="google-svcca",
+        companions=lambda: _Companions(*rest),
+    )
 
 
 def _google_inverse_sqrt(sigma: np.ndarray) -> np.ndarray:
@@ -228,9 +396,18 @@ def _google_inverse_sqrt(sigma: np.ndarray) -> np.ndarray:
     return np.dot(eigvecs, np.dot(np.diag(np.sqrt(np.clip(eigvals, 0, None))), eigvecs.T))
 
 
-def _empty_result(cov: Covariance, x_kept, y_kept, convention: str) -> CCAResult:
+def _empty_result(cov: Covariance, blocks: _ScaledBlocks, convention: str) -> CCAResult:
     empty = torch.zeros(0, dtype=torch.float64, device=cov.mean_x.device)
     square = empty.reshape(0, 0)
     return CCAResult(
-        empty, square, square, square, square, x_kept, y_kept, "x", square, empty, cov.n, convention
+        correlations=empty,
+        weighted_side="x",
+        weighted_directions=square,
+        x_kept=blocks.x_kept,
+        y_kept=blocks.y_kept,
+        factor=square,
+        mean=empty,
+        n=cov.n,
+        convention=convention,
+        companions=lambda: _Companions(square, square, square),
     )

@@ -12,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .capture import LayerCapture, as_positions, default_layers, match_spatial, subsample_positions
+from .errors import LayerError, NotEnoughDataError, SimilarityOptionError
 from .metrics import (
     linear_cka_from_moments,
     mean_cca_from_moments,
@@ -38,7 +39,7 @@ def _images_of(batch) -> torch.Tensor:
         for key in ("pixel_values", "image", "images"):
             if key in batch:
                 return batch[key]
-        raise ValueError(
+        raise SimilarityOptionError(
             f"batch dict has keys {sorted(batch)}; expected one of 'pixel_values', 'image', 'images'"
         )
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
@@ -54,7 +55,7 @@ def _layer_pairs(model_a: nn.Module, model_b: nn.Module, layers) -> list[tuple[s
         names_b = set(default_layers(model_b))
         pairs = [(name, name) for name in default_layers(model_a) if name in names_b]
         if not pairs:
-            raise ValueError("the two models share no layer names; pass layers=[(name_a, name_b), ...]")
+            raise LayerError("the two models share no layer names; pass layers=[(name_a, name_b), ...]")
         return pairs
     return [(item, item) if isinstance(item, str) else tuple(item) for item in layers]
 
@@ -90,7 +91,7 @@ def compare(
     """
     unknown = [m for m in metrics if m not in METRIC_FUNCTIONS]
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRIC_FUNCTIONS)}")
+        raise SimilarityOptionError(f"unknown metrics {unknown}; choose from {list(METRIC_FUNCTIONS)}")
     pairs = _layer_pairs(model_a, model_b, layers)
     capture_a = LayerCapture(model_a, [a for a, _ in pairs])
     capture_b = LayerCapture(model_b, [b for _, b in pairs])
@@ -111,7 +112,7 @@ def compare(
                 a, b = match_spatial(acts_a[name_a], acts_b[name_b].to(device))
                 a, b = as_positions(a), as_positions(b)
                 if a.shape[1] != b.shape[1]:
-                    raise ValueError(
+                    raise LayerError(
                         f"layers {name_a!r} and {name_b!r} have {a.shape[1]} and {b.shape[1]} "
                         "positions per image; compare layers with matching token counts"
                     )
@@ -121,7 +122,7 @@ def compare(
         model_a.train(modes[0])
         model_b.train(modes[1])
     if images_seen == 0:
-        raise ValueError("data yielded no images")
+        raise NotEnoughDataError("data yielded no images")
     entries = [
         _layer_entry(pair, accumulator, metrics, epsilon)
         for pair, accumulator in zip(pairs, accumulators, strict=True)

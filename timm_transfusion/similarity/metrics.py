@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from .cca import CCAResult, canonical_correlation_analysis, check_determined
+from .cca import CCAResult, canonical_correlation_analysis, canonical_correlations, check_determined
+from .errors import NotEnoughDataError, SimilarityOptionError
 from .moments import ArrayLike, Covariance, MomentAccumulator
 from .threads import single_threaded
 
@@ -86,10 +87,10 @@ def cca(
 def mean_cca_from_moments(
     moments: MomentAccumulator, *, epsilon: float = 0.0, allow_underdetermined: bool = False
 ) -> float:
-    result = canonical_correlation_analysis(
+    correlations = canonical_correlations(
         moments.covariance(), epsilon=epsilon, allow_underdetermined=allow_underdetermined
     )
-    return result.mean_correlation()
+    return float(correlations.mean()) if correlations.numel() else 0.0
 
 
 def pwcca_from_moments(
@@ -117,7 +118,7 @@ def svcca_from_moments(
     allow_underdetermined: bool = False,
 ) -> float:
     if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1]; got {threshold}")
+        raise SimilarityOptionError(f"threshold must be in (0, 1]; got {threshold}")
     cov = moments.covariance()
     check_determined(cov.n, max(cov.xx.shape[0], cov.yy.shape[0]), allow_underdetermined)
     with single_threaded(cov.xx.device):
@@ -131,8 +132,8 @@ def svcca_from_moments(
         x_basis.T @ cov.xy @ y_basis,
         y_basis.T @ cov.yy @ y_basis,
     )
-    result = canonical_correlation_analysis(reduced, epsilon=epsilon, allow_underdetermined=True)
-    return result.mean_correlation()
+    correlations = canonical_correlations(reduced, epsilon=epsilon, allow_underdetermined=True)
+    return float(correlations.mean()) if correlations.numel() else 0.0
 
 
 def _principal_directions(sigma: torch.Tensor, threshold: float, dims: int | None) -> torch.Tensor:
@@ -141,7 +142,7 @@ def _principal_directions(sigma: torch.Tensor, threshold: float, dims: int | Non
     eigvals, eigvecs = eigvals.flip(0).clamp(min=0), eigvecs.flip(1)
     if dims is not None:
         if not 1 <= dims <= sigma.shape[0]:
-            raise ValueError(
+            raise SimilarityOptionError(
                 f"dims must be between 1 and the number of features ({sigma.shape[0]}); got {dims}"
             )
         return eigvecs[:, :dims]
@@ -158,11 +159,11 @@ def linear_cka_from_moments(moments: MomentAccumulator, *, debiased: bool = Fals
         return float((sxy * sxy).sum() / denominator) if denominator > 0 else 0.0
     n = moments.n
     if not moments.fourth_moments:
-        raise ValueError(
+        raise SimilarityOptionError(
             "debiased CKA needs the fourth-order sums: use MomentAccumulator(fourth_moments=True)"
         )
     if n < 4:
-        raise ValueError(f"debiased CKA needs at least 4 datapoints; have {n}")
+        raise NotEnoughDataError(f"debiased CKA needs at least 4 datapoints; have {n}")
     rows_x, rows_y, rows_xy = _centred_row_norm_products(moments)
     trace_x, trace_y = sxx.diagonal().sum(), syy.diagonal().sum()
 

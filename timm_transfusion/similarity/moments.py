@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from scipy.linalg.blas import dsyrk
+from scipy.linalg.blas import dgemm, dsyrk
+
+from .errors import ActivationShapeError, NonFiniteActivationError, NotEnoughDataError, SimilarityOptionError
 
 if TYPE_CHECKING:
     from .cca import CCAResult
@@ -24,9 +26,11 @@ ArrayLike = torch.Tensor | np.ndarray
 
 def as_float64(values: ArrayLike, name: str, *, device: torch.device | str | None = None) -> torch.Tensor:
     """(datapoints, features) NumPy array or tensor -> float64 tensor on ``device`` (default: its own)."""
-    tensor = torch.as_tensor(values)
+    tensor = torch.as_tensor(values).detach()
     if tensor.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (datapoints, features); got shape {tuple(tensor.shape)}")
+        raise ActivationShapeError(
+            f"{name} must be 2-D (datapoints, features); got shape {tuple(tensor.shape)}"
+        )
     return tensor.to(device=device if device is not None else tensor.device, dtype=torch.float64)
 
 
@@ -40,8 +44,12 @@ def _check_finite(batch: MomentAccumulator, x: torch.Tensor, y: torch.Tensor) ->
     for name, tensor in (("x", x), ("y", y)):
         bad = int((~torch.isfinite(tensor)).sum())
         if bad:
-            raise ValueError(f"{name} holds {bad} NaN or inf values; similarity needs finite activations")
-    raise ValueError("the batch's squared activations overflow float64; rescale the activations")
+            raise NonFiniteActivationError(
+                f"{name} holds {bad} NaN or inf values; similarity needs finite activations"
+            )
+    raise NonFiniteActivationError(
+        "the batch's squared activations overflow float64; rescale the activations"
+    )
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ class MomentAccumulator:
     @property
     def features(self) -> tuple[int, int]:
         if self.mean_x is None:
-            raise ValueError("the accumulator is empty; call update(x_batch, y_batch) first")
+            raise NotEnoughDataError("the accumulator is empty; call update(x_batch, y_batch) first")
         return self.mean_x.numel(), self.mean_y.numel()
 
     def update(self, x: ArrayLike, y: ArrayLike) -> MomentAccumulator:
@@ -87,11 +95,13 @@ class MomentAccumulator:
         x = as_float64(x, "x", device=self.device)
         y = as_float64(y, "y", device=x.device)
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} datapoints but y has {y.shape[0]}; they must be paired")
+            raise ActivationShapeError(
+                f"x has {x.shape[0]} datapoints but y has {y.shape[0]}; they must be paired"
+            )
         if x.shape[0] == 0:
             return self
         if self.mean_x is not None and (x.shape[1], y.shape[1]) != self.features:
-            raise ValueError(
+            raise ActivationShapeError(
                 f"batch has features {(x.shape[1], y.shape[1])}, the accumulator {self.features}"
             )
         batch = _batch_moments(x, y, self.fourth_moments)
@@ -101,7 +111,7 @@ class MomentAccumulator:
 
     def __add__(self, other: MomentAccumulator) -> MomentAccumulator:
         if self.fourth_moments != other.fourth_moments:
-            raise ValueError("cannot merge an accumulator with fourth moments and one without")
+            raise SimilarityOptionError("cannot merge an accumulator with fourth moments and one without")
         merged = MomentAccumulator(device=self.device, fourth_moments=self.fourth_moments)
         for source in (self, other):
             if source.n:
@@ -118,7 +128,9 @@ class MomentAccumulator:
             self.device = self.mean_x.device
             return
         if other.features != self.features:
-            raise ValueError(f"cannot merge accumulators with features {self.features} and {other.features}")
+            raise ActivationShapeError(
+                f"cannot merge accumulators with features {self.features} and {other.features}"
+            )
         n = self.n + other.n
         dx = other.mean_x.to(self.device) - self.mean_x
         dy = other.mean_y.to(self.device) - self.mean_y
@@ -171,7 +183,9 @@ class MomentAccumulator:
         dist.all_reduce(sizes, op=dist.ReduceOp.MAX, group=group)
         dx, dy = int(sizes[0]), int(sizes[1])
         if dx == 0:
-            raise ValueError("no process saw any data; call update(x_batch, y_batch) before all_reduce()")
+            raise NotEnoughDataError(
+                "no process saw any data; call update(x_batch, y_batch) before all_reduce()"
+            )
         if self.n:
             return
         zeros = torch.zeros
@@ -191,7 +205,7 @@ class MomentAccumulator:
     def covariance(self) -> Covariance:
         """Sample covariance (ddof=1), as ``np.cov`` would give on all the data seen so far."""
         if self.n < 2:
-            raise ValueError(f"need at least 2 datapoints for a covariance; have {self.n}")
+            raise NotEnoughDataError(f"need at least 2 datapoints for a covariance; have {self.n}")
         scale = 1.0 / (self.n - 1)
         return Covariance(
             self.n,
@@ -256,36 +270,57 @@ class MomentAccumulator:
         return canonical_correlation_analysis(self.covariance(), **options)
 
 
-def gram(centred: torch.Tensor) -> torch.Tensor:
-    """centredᵀ·centred (d, d) of a (n, d) tensor, each off-diagonal entry computed once.
+def centred_products(
+    x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Means and centred products XcᵀXc, YcᵀYc, XcᵀYc of one batch x (n, dx), y (n, dy).
 
-    On the CPU in float64 this is BLAS's symmetric rank-k product (SciPy's dsyrk, half the work of a GEMM),
-    reading a row-major or column-major tensor in place as a Fortran-ordered array; elsewhere a GEMM.
+    On the CPU in float64 the three products go to one BLAS (SciPy's): the symmetric rank-k product
+    ``dsyrk`` for XcᵀXc and YcᵀYc (half the work of a GEMM) and ``dgemm`` for XcᵀYc, reading row-major or
+    column-major batches in place. Keeping every product in one thread pool matters on small machines:
+    interleaving torch's OpenMP GEMM with OpenBLAS leaves one pool spinning while the other works.
     """
-    if centred.device.type != "cpu" or centred.dtype != torch.float64:
-        return centred.T @ centred
-    if centred.is_contiguous():
-        upper = dsyrk(1.0, centred.numpy().T, trans=0)
-    elif centred.T.is_contiguous():
-        upper = dsyrk(1.0, centred.T.numpy().T, trans=1)
-    else:
-        return centred.T @ centred
-    # dsyrk fills the upper triangle and leaves the lower one zero: mirror it, keeping the diagonal once
-    full = torch.from_numpy(upper)
-    diagonal = full.diagonal().clone()
-    full += full.T.clone()
-    full.diagonal().copy_(diagonal)
-    return full
+    if x.device.type != "cpu" or x.dtype != torch.float64:
+        mean_x, mean_y = x.mean(0), y.mean(0)
+        xc, yc = x - mean_x, y - mean_y
+        return mean_x, mean_y, xc.T @ xc, yc.T @ yc, xc.T @ yc
+    x_np, y_np = x.numpy(), y.numpy()
+    # NaN or inf propagate silently here; the caller checks the results (MomentAccumulator.update).
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean_x, mean_y = x_np.mean(0), y_np.mean(0)
+        # Centred into fresh buffers in the input's own layout; the caller's memory is never touched.
+        xc, yc = x_np - mean_x, y_np - mean_y
+        products = (mean_x, mean_y, _symmetric_product(xc), _symmetric_product(yc), _cross_product(xc, yc))
+    return tuple(torch.from_numpy(np.ascontiguousarray(value)) for value in products)
+
+
+def _fortran_view(a: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(array BLAS can read in place, whether it is aᵀ): a itself if column-major, aᵀ if row-major."""
+    if a.flags.f_contiguous:
+        return a, False
+    if a.flags.c_contiguous:
+        return a.T, True
+    return np.asfortranarray(a), False
+
+
+def _symmetric_product(a: np.ndarray) -> np.ndarray:
+    """aᵀa (d, d) of a (n, d) array by ``dsyrk``, which fills the upper triangle; mirrored here."""
+    view, transposed = _fortran_view(a)
+    upper = dsyrk(1.0, view, trans=0 if transposed else 1)
+    return np.triu(upper) + np.triu(upper, 1).T
+
+
+def _cross_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """aᵀb (da, db) of (n, da) and (n, db) arrays by ``dgemm``, without copying either."""
+    a_view, a_transposed = _fortran_view(a)
+    b_view, b_transposed = _fortran_view(b)
+    return dgemm(1.0, a_view, b_view, trans_a=0 if a_transposed else 1, trans_b=1 if b_transposed else 0)
 
 
 def _batch_moments(x: torch.Tensor, y: torch.Tensor, fourth_moments: bool) -> MomentAccumulator:
     batch = MomentAccumulator(device=x.device, fourth_moments=fourth_moments)
     batch.n = x.shape[0]
-    batch.mean_x, batch.mean_y = x.mean(0), y.mean(0)
-    # Centred into fresh buffers in the input's own layout (no transposing copy); the caller's memory is
-    # never touched.
-    xc, yc = x - batch.mean_x, y - batch.mean_y
-    batch.scatter_xx, batch.scatter_yy, batch.scatter_xy = gram(xc), gram(yc), xc.T @ yc
+    batch.mean_x, batch.mean_y, batch.scatter_xx, batch.scatter_yy, batch.scatter_xy = centred_products(x, y)
     if not fourth_moments:
         return batch
     squares = torch.stack([torch.linalg.vecdot(x, x), torch.linalg.vecdot(y, y)])  # (2, n): |x|², |y|²
