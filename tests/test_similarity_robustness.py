@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_similarity_reference import correlated
+from test_similarity_reference import correlated, mean_cca, scaled_covariance
 
 from timm_transfusion import similarity
 from timm_transfusion.similarity.cca import _whitening
@@ -57,12 +57,33 @@ def test_epsilon_removes_dead_neurons():
     assert result.x_kept.tolist() == [i not in (2, 7) for i in range(20)]
 
 
-def test_rank_deficient_layer_is_perfectly_similar_to_itself():
+def test_rank_deficient_layer_against_itself():
+    # 20 neurons of rank 10: ten unit correlations. PWCCA weights only directions with variance, so it is
+    # 1; mean CCA counts the ten missing correlations as zeros, as google/svcca's full SVD does.
     x, _ = _degenerate("rank_deficient")
     result = similarity.cca(x, x)
-    assert result.correlations.numel() == 10  # the numerical rank, not the 20 neurons
-    assert result.mean_correlation() == pytest.approx(1.0, abs=1e-9)
+    assert result.correlations.numel() == 10
+    np.testing.assert_allclose(result.correlations.numpy(), 1.0, atol=1e-9)
     assert result.pwcca() == pytest.approx(1.0, abs=1e-9)
+    assert result.mean_correlation() == pytest.approx(0.5, abs=1e-9)
+    assert similarity.mean_cca(x, x) == pytest.approx(0.5, abs=1e-9)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 1e-6])
+def test_mean_cca_with_dead_neurons_matches_google_svcca(epsilon):
+    # google/svcca keeps zero-variance neurons at epsilon = 0 (pinv gives them zero correlation) and drops
+    # them for epsilon > 0; its full SVD then averages over min(kept x, kept y) correlations.
+    def root(sigma):  # pinv, then its square root (round-off below zero clipped)
+        values, vectors = np.linalg.eigh(np.linalg.pinv(sigma))
+        return vectors @ np.diag(np.sqrt(values.clip(min=0))) @ vectors.T
+
+    x, y = _degenerate("dead")
+    sxx, sxy, syy, _, _ = scaled_covariance(x, y, epsilon)
+    reference = np.linalg.svd(root(sxx) @ sxy @ root(syy), compute_uv=False).mean()
+    for first, second in ((x, y), (y, x)):
+        assert abs(similarity.mean_cca(first, second, epsilon) - reference) <= 1e-8
+    assert similarity.cca(x, y, epsilon).mean_correlation() == pytest.approx(reference, abs=1e-8)
+    assert (reference < 0.95 * mean_cca(x[:, [i not in (2, 7) for i in range(20)]], y)) == (epsilon == 0)
 
 
 def test_redundant_neurons_on_the_other_side_change_nothing():

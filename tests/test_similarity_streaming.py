@@ -93,6 +93,15 @@ def test_large_means_do_not_cancel(data):
     assert abs(shifted.pwcca() - _accumulate(x, y, 1).pwcca()) <= 1e-8
 
 
+@pytest.mark.parametrize("batches", [1, 7, 100])
+def test_debiased_cka_is_exact_with_large_means(data, batches):
+    # The fourth-order sums stay centred through every merge, so a mean of 1e6 (spread ~1) costs nothing;
+    # raw sums expanded at the end lost about 1e-10 at a mean of 1e3.
+    x, y = data
+    reference = _accumulate(x, y, 1).linear_cka(debiased=True)
+    assert abs(_accumulate(x + 1e6, y - 3e5, batches).linear_cka(debiased=True) - reference) <= 1e-10
+
+
 def test_statistics_stay_on_the_data_device_in_float64(data):
     accumulator = MomentAccumulator().update(
         torch.from_numpy(data[0]).float(), torch.from_numpy(data[1]).half()

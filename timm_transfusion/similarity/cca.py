@@ -110,14 +110,22 @@ class CCAResult:
         return projection_weights(self.factor, directions, self.mean, self.n, self.convention)
 
     def mean_correlation(self) -> float:
-        """Mean CCA: the average canonical correlation (0.0 when no neuron survived)."""
-        return float(self.correlations.mean()) if self.correlations.numel() else 0.0
+        """Mean CCA as google/svcca computes it: see ``mean_of_correlations``."""
+        return mean_of_correlations(self.correlations, self.x_kept, self.y_kept)
 
     def pwcca(self) -> float:
         """Projection-weighted CCA (Morcos et al. 2018): Σ weightᵢ·ρᵢ (0.0 when no neuron survived)."""
         if not self.correlations.numel():
             return 0.0
         return float((self.projection_weights * self.correlations).sum())
+
+
+def mean_of_correlations(correlations: torch.Tensor, x_kept: torch.Tensor, y_kept: torch.Tensor) -> float:
+    """Σρ / min(kept x, kept y): a side of lower rank than its neuron count lacks correlations, and
+    google/svcca's full SVD reports those as zeros, so they count as zeros here too (0.0 when no neuron
+    survived). PWCCA needs no such rule: directions without variance get no weight."""
+    kept = min(int(x_kept.sum()), int(y_kept.sum()))
+    return float(correlations.sum()) / kept if kept else 0.0
 
 
 def projection_weights(
@@ -240,16 +248,17 @@ def _regularised(sigma: torch.Tensor, epsilon: float) -> torch.Tensor:
 
 def canonical_correlations(
     cov: Covariance, *, epsilon: float = 0.0, allow_underdetermined: bool = False
-) -> torch.Tensor:
-    """(r,) descending canonical correlations only: the cheapest route (no directions, no PWCCA weights)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(r,) descending canonical correlations and the kept masks of x and y: the cheapest route (no
+    directions, no PWCCA weights). r is the smaller numerical rank of the two kept sides."""
     check_determined(cov.n, max(cov.xx.shape[0], cov.yy.shape[0]), allow_underdetermined)
     blocks = _scaled_blocks(cov, epsilon)
     if not blocks.x_kept.any() or not blocks.y_kept.any():
-        return torch.zeros(0, dtype=torch.float64, device=cov.mean_x.device)
+        return torch.zeros(0, dtype=torch.float64, device=cov.mean_x.device), blocks.x_kept, blocks.y_kept
     with single_threaded(cov.xx.device):
         x_white, y_white = _whitening(blocks.xx, epsilon), _whitening(blocks.yy, epsilon)
         cross = x_white.transform.T @ blocks.xy @ y_white.transform
-        return torch.linalg.svdvals(cross).clamp(max=1.0)
+        return torch.linalg.svdvals(cross).clamp(max=1.0), blocks.x_kept, blocks.y_kept
 
 
 def canonical_correlation_analysis(

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import torch
 
-from .cca import CCAResult, canonical_correlation_analysis, canonical_correlations, check_determined
+from .cca import (
+    CCAResult,
+    canonical_correlation_analysis,
+    canonical_correlations,
+    check_determined,
+    mean_of_correlations,
+)
 from .errors import NotEnoughDataError, SimilarityOptionError
 from .moments import ArrayLike, Covariance, MomentAccumulator
 from .threads import single_threaded
@@ -90,7 +96,7 @@ def mean_cca_from_moments(
     correlations = canonical_correlations(
         moments.covariance(), epsilon=epsilon, allow_underdetermined=allow_underdetermined
     )
-    return float(correlations.mean()) if correlations.numel() else 0.0
+    return mean_of_correlations(*correlations)
 
 
 def pwcca_from_moments(
@@ -132,8 +138,7 @@ def svcca_from_moments(
         x_basis.T @ cov.xy @ y_basis,
         y_basis.T @ cov.yy @ y_basis,
     )
-    correlations = canonical_correlations(reduced, epsilon=epsilon, allow_underdetermined=True)
-    return float(correlations.mean()) if correlations.numel() else 0.0
+    return mean_of_correlations(*canonical_correlations(reduced, epsilon=epsilon, allow_underdetermined=True))
 
 
 def _principal_directions(sigma: torch.Tensor, threshold: float, dims: int | None) -> torch.Tensor:
@@ -164,7 +169,8 @@ def linear_cka_from_moments(moments: MomentAccumulator, *, debiased: bool = Fals
         )
     if n < 4:
         raise NotEnoughDataError(f"debiased CKA needs at least 4 datapoints; have {n}")
-    rows_x, rows_y, rows_xy = _centred_row_norm_products(moments)
+    q = moments.quartic  # Σ‖x̃ᵢ‖⁴, Σ‖ỹᵢ‖⁴, Σ‖x̃ᵢ‖²‖ỹᵢ‖² of the centred rows
+    rows_x, rows_y, rows_xy = q["x4"][0], q["y4"][0], q["x2y2"][0]
     trace_x, trace_y = sxx.diagonal().sum(), syy.diagonal().sum()
 
     def hsic(
@@ -176,26 +182,3 @@ def linear_cka_from_moments(moments: MomentAccumulator, *, debiased: bool = Fals
     xx = hsic((sxx * sxx).sum(), rows_x, trace_x, trace_x)
     yy = hsic((syy * syy).sum(), rows_y, trace_y, trace_y)
     return float(xy / (xx * yy).sqrt())
-
-
-def _centred_row_norm_products(moments: MomentAccumulator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Σ‖x̃ᵢ‖⁴, Σ‖ỹᵢ‖⁴, Σ‖x̃ᵢ‖²‖ỹᵢ‖² for the centred rows, expanded from the raw fourth-order sums.
-
-    Precision degrades when the means are much larger than the spreads (raw sums cancel).
-    """
-    q, n = moments.quartic, moments.n
-    mx, my = moments.mean_x, moments.mean_y
-    ax, ay = mx @ mx, my @ my
-    px, py = moments.xx.diagonal().sum(), moments.yy.diagonal().sum()
-    rows_x = q["x4"][0] - 4 * mx @ q["x2x"] + 4 * mx @ moments.xx @ mx + 2 * ax * px - 3 * n * ax * ax
-    rows_y = q["y4"][0] - 4 * my @ q["y2y"] + 4 * my @ moments.yy @ my + 2 * ay * py - 3 * n * ay * ay
-    rows_xy = (
-        q["x2y2"][0]
-        - 2 * my @ q["x2y"]
-        - 2 * mx @ q["y2x"]
-        + 4 * mx @ moments.xy @ my
-        + ay * px
-        + ax * py
-        - 3 * n * ax * ay
-    )
-    return rows_x, rows_y, rows_xy

@@ -81,7 +81,7 @@ class MomentAccumulator:
         self.scatter_xx: torch.Tensor | None = None
         self.scatter_yy: torch.Tensor | None = None
         self.scatter_xy: torch.Tensor | None = None
-        # Raw fourth-order sums for debiased CKA: Σ|x|⁴, Σ|y|⁴, Σ|x|²|y|², Σ|x|²x, Σ|y|²y, Σ|x|²y, Σ|y|²x.
+        # Fourth-order sums of the centred rows x̃, ỹ for debiased CKA (see ``_shift_quartic``).
         self.quartic: dict[str, torch.Tensor] = {}
 
     @property
@@ -135,13 +135,16 @@ class MomentAccumulator:
         dx = other.mean_x.to(self.device) - self.mean_x
         dy = other.mean_y.to(self.device) - self.mean_y
         weight = self.n * other.n / n
+        if self.quartic:
+            # Both sides' sums move to the merged means before the scatter they need is updated.
+            mine = _shift_quartic(self, -dx * (other.n / n), -dy * (other.n / n))
+            theirs = _shift_quartic(other, dx * (self.n / n), dy * (self.n / n))
+            self.quartic = {key: mine[key] + theirs[key] for key in mine}
         self.scatter_xx += other.scatter_xx.to(self.device) + weight * torch.outer(dx, dx)
         self.scatter_yy += other.scatter_yy.to(self.device) + weight * torch.outer(dy, dy)
         self.scatter_xy += other.scatter_xy.to(self.device) + weight * torch.outer(dx, dy)
         self.mean_x += dx * (other.n / n)
         self.mean_y += dy * (other.n / n)
-        for key, value in other.quartic.items():
-            self.quartic[key] += value.to(self.device)
         self.n = n
 
     def all_reduce(self, group: dist.ProcessGroup | None = None) -> MomentAccumulator:
@@ -164,6 +167,8 @@ class MomentAccumulator:
             self.scatter_yy + self.n * torch.outer(shift_y, shift_y),
             self.scatter_xy + self.n * torch.outer(shift_x, shift_y),
         ]
+        if self.quartic:
+            self.quartic = _shift_quartic(self, shift_x, shift_y)
         blocks += [self.quartic[key] for key in sorted(self.quartic)]
         flat = torch.cat([block.reshape(-1) for block in blocks])
         dist.all_reduce(flat, group=group)
@@ -323,8 +328,9 @@ def _batch_moments(x: torch.Tensor, y: torch.Tensor, fourth_moments: bool) -> Mo
     batch.mean_x, batch.mean_y, batch.scatter_xx, batch.scatter_yy, batch.scatter_xy = centred_products(x, y)
     if not fourth_moments:
         return batch
-    squares = torch.stack([torch.linalg.vecdot(x, x), torch.linalg.vecdot(y, y)])  # (2, n): |x|², |y|²
-    on_x, on_y = squares @ x, squares @ y
+    xc, yc = x - batch.mean_x.to(x.device), y - batch.mean_y.to(y.device)
+    squares = torch.stack([torch.linalg.vecdot(xc, xc), torch.linalg.vecdot(yc, yc)])  # (2, n): |x̃|², |ỹ|²
+    on_x, on_y = squares @ xc, squares @ yc
     batch.quartic = {
         "x4": squares[0].dot(squares[0]).reshape(1),
         "y4": squares[1].dot(squares[1]).reshape(1),
@@ -335,3 +341,33 @@ def _batch_moments(x: torch.Tensor, y: torch.Tensor, fourth_moments: bool) -> Mo
         "y2y": on_y[1],
     }
     return batch
+
+
+def _shift_quartic(moments: MomentAccumulator, dx: torch.Tensor, dy: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The fourth-order sums of ``moments`` re-centred from its means m to m - (dx, dy), on dx's device.
+
+    With x̃ centred rows (Σx̃ = 0), C = Σx̃x̃ᵀ and x̃' = x̃ + dx, every sum expands into the stored ones:
+    x4 = Σ|x̃|⁴, x2x = Σ|x̃|²x̃, y2x = Σ|ỹ|²x̃ (and the same with x and y swapped), x2y2 = Σ|x̃|²|ỹ|².
+    Kept centred this way, merges only ever shift by the distance between batch means, so the sums do not
+    cancel when the activations' means dwarf their spread.
+    """
+    device, n = dx.device, moments.n
+    q = {key: value.to(device) for key, value in moments.quartic.items()}
+    cxx, cyy, cxy = (m.to(device) for m in (moments.scatter_xx, moments.scatter_yy, moments.scatter_xy))
+    tx, ty = cxx.diagonal().sum(), cyy.diagonal().sum()
+    sx, sy = dx @ dx, dy @ dy
+    return {
+        "x4": q["x4"] + 4 * dx @ q["x2x"] + 2 * sx * tx + 4 * dx @ cxx @ dx + n * sx * sx,
+        "y4": q["y4"] + 4 * dy @ q["y2y"] + 2 * sy * ty + 4 * dy @ cyy @ dy + n * sy * sy,
+        "x2y2": q["x2y2"]
+        + 2 * dy @ q["x2y"]
+        + 2 * dx @ q["y2x"]
+        + sy * tx
+        + sx * ty
+        + 4 * dx @ cxy @ dy
+        + n * sx * sy,
+        "x2x": q["x2x"] + 2 * cxx @ dx + tx * dx + n * sx * dx,
+        "y2y": q["y2y"] + 2 * cyy @ dy + ty * dy + n * sy * dy,
+        "x2y": q["x2y"] + tx * dy + 2 * cxy.T @ dx + n * sx * dy,
+        "y2x": q["y2x"] + ty * dx + 2 * cxy @ dy + n * sy * dx,
+    }
