@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -145,6 +146,34 @@ def test_underdetermined_layers_are_reported_as_missing_with_a_note():
     pre_logits = report.layers[-1]
     assert pre_logits.values["pwcca"] is None and "8 datapoints for 96 features" in pre_logits.note
     assert pre_logits.values["linear_cka"] == pytest.approx(1.0)
+
+
+def test_compare_keeps_no_earlier_batch_or_activation_alive():
+    # Peak memory must not grow with the number of images: when batch k + 1 is requested, nothing the
+    # models produced for batches before k may still be referenced (only the O(d²) statistics are kept).
+    model = timm.create_model("test_resnet")
+    outputs: list[list[weakref.ref]] = []  # per batch, a weak reference to every module output
+
+    def remember(_module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            outputs[-1].append(weakref.ref(output))
+
+    handles = [module.register_forward_hook(remember) for module in model.modules() if module is not model]
+    leaked = []
+
+    def batches():
+        for _ in range(6):
+            leaked.append(sum(ref() is not None for earlier in outputs[:-1] for ref in earlier))
+            outputs.append([])
+            yield torch.randn(4, 3, 48, 48)
+
+    try:
+        report = compare(model, copy.deepcopy(model), batches(), metrics=("linear_cka",), max_positions=8)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert report.images == 24
+    assert sum(len(batch) for batch in outputs) > 0 and leaked == [0] * 6
 
 
 def test_unknown_metric_names_the_choices():
