@@ -21,7 +21,6 @@ convention adds the neuron means back to the variates, which appends the row √
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
@@ -40,11 +39,22 @@ _CHOLESKY_MARGIN = 1e3
 
 
 class _Companions(NamedTuple):
-    """The parts of a CCA that PWCCA does not need, computed on first access."""
+    """The parts of a CCA that PWCCA does not need."""
 
     x_coefficients: torch.Tensor
     y_coefficients: torch.Tensor
     unweighted_directions: torch.Tensor
+
+
+class _PendingCompanions(NamedTuple):
+    """What the centred solver keeps so that ``_derive_companions`` can compute the companions later."""
+
+    cross: torch.Tensor
+    left: torch.Tensor
+    weighted: _Whitening
+    other: _Whitening
+    other_covariance: torch.Tensor
+    weighted_side: str
 
 
 @dataclass(frozen=True)
@@ -74,12 +84,14 @@ class CCAResult:
     mean: torch.Tensor
     n: int
     convention: str
-    companions: Callable[[], _Companions] = field(repr=False, compare=False)
+    companions: _Companions | _PendingCompanions = field(repr=False, compare=False)
 
     @cached_property
     def _companions(self) -> _Companions:
+        if isinstance(self.companions, _Companions):
+            return self.companions
         with single_threaded(self.factor.device):
-            return self.companions()
+            return _derive_companions(self.companions)
 
     @property
     def x_directions(self) -> torch.Tensor:
@@ -97,10 +109,12 @@ class CCAResult:
 
     @property
     def x_coefficients(self) -> torch.Tensor:
+        """(kx, r) x's canonical directions mapped back to its kept neurons."""
         return self._companions.x_coefficients
 
     @property
     def y_coefficients(self) -> torch.Tensor:
+        """(ky, r) y's canonical directions mapped back to its kept neurons."""
         return self._companions.y_coefficients
 
     @property
@@ -290,26 +304,14 @@ def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, 
     """The weighted side a by its eigendecomposition, the other side b by the cheapest exact whitening.
 
     The correlations and a's singular vectors come from the eigendecomposition of KKᵀ (K the whitened
-    cross-covariance, ra × ra), half the cost of an SVD of K; b's singular vectors wait for a companion.
+    cross-covariance, ra × ra), half the cost of an SVD of K; b's singular vectors wait until asked for.
     """
     if weighted_side == "x":
-        aa, ab, bb, scale, mean, kept = (
-            blocks.xx,
-            blocks.xy,
-            blocks.yy,
-            blocks.x_scale,
-            cov.mean_x,
-            blocks.x_kept,
-        )
+        aa, ab, bb = blocks.xx, blocks.xy, blocks.yy
+        scale, mean = blocks.x_scale, cov.mean_x[blocks.x_kept]
     else:
-        aa, ab, bb, scale, mean, kept = (
-            blocks.yy,
-            blocks.xy.T,
-            blocks.xx,
-            blocks.y_scale,
-            cov.mean_y,
-            blocks.y_kept,
-        )
+        aa, ab, bb = blocks.yy, blocks.xy.T, blocks.xx
+        scale, mean = blocks.y_scale, cov.mean_y[blocks.y_kept]
     a_white, b_white = _eigen_whitening(aa, epsilon), _whitening(bb, epsilon)
     cross = a_white.transform.T @ ab @ b_white.transform
     rank = min(cross.shape)
@@ -317,22 +319,6 @@ def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, 
     correlations = squared.flip(0)[:rank].clamp(0.0, 1.0).sqrt()
     left = left.flip(1)[:, :rank]
     variances = (a_white.eigvals - epsilon).clamp(min=0) * scale * (cov.n - 1)
-
-    def companions() -> _Companions:
-        svd_left, _, svd_right_t = torch.linalg.svd(cross, full_matrices=False)
-        # Rotate the SVD's right vectors by the map from its left vectors to ours, so pairs stay matched
-        # (the two bases differ by signs, and by rotations within repeated correlations).
-        right = svd_right_t.T[:, :rank] @ (svd_left[:, :rank].T @ left)
-        a_coefficients, b_coefficients = a_white.transform @ left, b_white.transform @ right
-        if b_white.basis is not None:
-            b_directions = b_white.basis @ right
-        else:
-            eigvals, eigvecs = torch.linalg.eigh(_regularised(bb, epsilon))
-            b_directions = (eigvecs * eigvals.clamp(min=0).sqrt()) @ (eigvecs.T @ b_coefficients)
-        if weighted_side == "x":
-            return _Companions(a_coefficients, b_coefficients, b_directions)
-        return _Companions(b_coefficients, a_coefficients, b_directions)
-
     return CCAResult(
         correlations=correlations,
         weighted_side=weighted_side,
@@ -340,11 +326,32 @@ def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, 
         x_kept=blocks.x_kept,
         y_kept=blocks.y_kept,
         factor=variances.sqrt().unsqueeze(1) * a_white.eigvecs.T,
-        mean=mean[kept],
+        mean=mean,
         n=cov.n,
         convention="centered",
-        companions=companions,
+        companions=_PendingCompanions(
+            cross, left, a_white, b_white, _regularised(bb, epsilon), weighted_side
+        ),
     )
+
+
+def _derive_companions(pending: _PendingCompanions) -> _Companions:
+    """The other side's singular vectors, both sides' coefficients and the other side's directions."""
+    rank = pending.left.shape[1]
+    svd_left, _, svd_right_t = torch.linalg.svd(pending.cross, full_matrices=False)
+    # Rotate the SVD's right vectors by the map from its left vectors to ours, so pairs stay matched
+    # (the two bases differ by signs, and by rotations within repeated correlations).
+    right = svd_right_t.T[:, :rank] @ (svd_left[:, :rank].T @ pending.left)
+    weighted_coefficients = pending.weighted.transform @ pending.left
+    other_coefficients = pending.other.transform @ right
+    if pending.other.basis is not None:
+        other_directions = pending.other.basis @ right
+    else:  # Cholesky whitening: the symmetric square root maps the coefficients to the directions
+        eigvals, eigvecs = torch.linalg.eigh(pending.other_covariance)
+        other_directions = (eigvecs * eigvals.clamp(min=0).sqrt()) @ (eigvecs.T @ other_coefficients)
+    if pending.weighted_side == "x":
+        return _Companions(weighted_coefficients, other_coefficients, other_directions)
+    return _Companions(other_coefficients, weighted_coefficients, other_directions)
 
 
 def _solve_google(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, epsilon: float) -> CCAResult:
@@ -355,23 +362,11 @@ def _solve_google(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, ep
     left, singular, right_t = np.linalg.svd(np.dot(x_white, np.dot(xy, y_white)))
     rank = singular.size
     if weighted_side == "x":
-        weighted, other, aa, scale, mean, kept = (
-            left,
-            right_t.T,
-            xx,
-            blocks.x_scale,
-            cov.mean_x,
-            blocks.x_kept,
-        )
+        weighted, other, aa = left, right_t.T, xx
+        scale, mean = blocks.x_scale, cov.mean_x[blocks.x_kept]
     else:
-        weighted, other, aa, scale, mean, kept = (
-            right_t.T,
-            left,
-            yy,
-            blocks.y_scale,
-            cov.mean_y,
-            blocks.y_kept,
-        )
+        weighted, other, aa = right_t.T, left, yy
+        scale, mean = blocks.y_scale, cov.mean_y[blocks.y_kept]
     eigvals, eigvecs = np.linalg.eigh(aa + epsilon * np.eye(aa.shape[0]))
     variances = np.clip(eigvals - epsilon, 0, None) * scale * (cov.n - 1)
     arrays = (
@@ -392,10 +387,10 @@ def _solve_google(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, ep
         x_kept=blocks.x_kept,
         y_kept=blocks.y_kept,
         factor=factor,
-        mean=mean[kept],
+        mean=mean,
         n=cov.n,
         convention="google-svcca",
-        companions=lambda: _Companions(*rest),
+        companions=_Companions(*rest),
     )
 
 
@@ -418,5 +413,5 @@ def _empty_result(cov: Covariance, blocks: _ScaledBlocks, convention: str) -> CC
         mean=empty,
         n=cov.n,
         convention=convention,
-        companions=lambda: _Companions(square, square, square),
+        companions=_Companions(square, square, square),
     )
