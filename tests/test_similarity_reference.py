@@ -200,6 +200,62 @@ def test_ill_conditioned_layer_matches_the_reference():
     np.testing.assert_allclose(similarity.cca(x, y).correlations.numpy(), canonical(x, y)[0], atol=TOLERANCE)
 
 
+def _with_correlations(rho: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, k), y (n, k) whose sample canonical correlations are exactly ``rho``, mixed and scaled."""
+    k = rho.size
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(n, 2 * k))
+    basis = np.linalg.qr(basis - basis.mean(0))[0]
+    x = basis[:, :k] * rng.uniform(1, 3, k) @ np.linalg.qr(rng.normal(size=(k, k)))[0]
+    y = basis[:, :k] * rho + basis[:, k:] * np.sqrt(1 - rho**2)
+    return x, y @ np.linalg.qr(rng.normal(size=(k, k)))[0] + 5
+
+
+def test_pwcca_resolves_tiny_distinct_correlations():
+    # Correlations 1e-6 … 1e-12 are indistinguishable through ρ² (eigh of KKᵀ gave 1.5e-4 off here);
+    # the solver then takes the SVD of K. The problem is ill-conditioned, so the reference itself is only
+    # good to ~1e-8.
+    x, y = _with_correlations(np.r_[0.9, 0.5, np.logspace(-6, -12, 18)])
+    for first, second in ((x, y), (y, x)):
+        assert abs(similarity.pwcca(first, second) - pwcca(first, second)) <= 1e-7
+    np.testing.assert_allclose(
+        similarity.cca(x, y).correlations.numpy()[2:], np.logspace(-6, -12, 18), atol=1e-13
+    )
+
+
+def test_companions_of_a_lower_rank_side_with_zero_correlations():
+    # y: 12 neurons of rank 3, correlations (0.6, 0, 0) with x. Its directions must still be orthonormal
+    # and its canonical variates of unit variance.
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(1500, 60))
+    basis = np.linalg.qr(basis - basis.mean(0))[0] * np.sqrt(1499)
+    x = basis[:, :6] @ rng.normal(size=(6, 6))
+    y = np.c_[0.6 * basis[:, 0] + 0.8 * basis[:, 45], basis[:, 40], basis[:, 41]] @ rng.normal(size=(3, 12))
+    result = similarity.cca(x, y)
+    np.testing.assert_allclose(result.correlations.numpy(), [0.6, 0, 0], atol=1e-10)
+    directions = result.y_directions.numpy()
+    np.testing.assert_allclose(directions.T @ directions, np.eye(3), atol=1e-9)
+    scale_y = np.sqrt(np.abs(np.cov(y, rowvar=False)).max())
+    variates = (y - y.mean(0)) / scale_y @ result.y_coefficients.numpy()
+    np.testing.assert_allclose(variates.var(0, ddof=1), 1.0, atol=1e-8)
+
+
+def test_svcca_with_more_dims_than_rank_does_not_depend_on_row_order():
+    # Beyond x's rank the principal directions have no variance; at epsilon = 0 they count as zero
+    # correlations (google/svcca's full SVD), whatever the rounding of their ~0 variances.
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(1000, 5))
+    x = latent @ rng.normal(size=(5, 12)) + 1.0
+    y = latent[:, :3] @ rng.normal(size=(3, 12)) + rng.normal(size=(1000, 12))
+    values = {
+        similarity.svcca(x[order], y[order], dims=8) for order in (rng.permutation(1000) for _ in range(6))
+    }
+    assert max(values) - min(values) <= 1e-12
+    reduced_x = (x - x.mean(0)) @ np.linalg.svd(x - x.mean(0), full_matrices=False)[2][:5].T
+    reduced_y = (y - y.mean(0)) @ np.linalg.svd(y - y.mean(0), full_matrices=False)[2][:8].T
+    assert min(values) == pytest.approx(mean_cca(reduced_x, reduced_y) * 5 / 8, abs=1e-8)
+
+
 @pytest.mark.parametrize("dims", [5, 15])
 def test_svcca_matches_svd_reduction(activations, dims):
     x, y = activations

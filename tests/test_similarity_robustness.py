@@ -112,6 +112,20 @@ def test_whitening_route_follows_the_conditioning(kind):
     np.testing.assert_allclose((white.transform.T @ sigma @ white.transform).numpy(), np.eye(rank), atol=1e-8)
 
 
+def test_tensor_views_and_negative_strides_are_read_as_their_values():
+    x, y = correlated(300, 5, 3, seed=24)
+    reference = similarity.pwcca(x, y)
+    negated = torch.complex(torch.zeros(300, 3, dtype=torch.float64), -torch.from_numpy(y)).conj().imag
+    assert similarity.pwcca(x, negated) == pytest.approx(reference, abs=1e-12)  # a view with the negative bit
+    assert similarity.pwcca(x[::-1], y[::-1]) == pytest.approx(reference, abs=1e-12)
+
+
+def test_zero_features_raise():
+    x, y = correlated(50, 5, 3, seed=25)
+    with pytest.raises(similarity.ActivationShapeError, match="at least one feature"):
+        similarity.pwcca(x[:, :0], y)
+
+
 def test_all_dead_layer_gives_zero():
     x, y = correlated(500, 10, 12, seed=1)
     assert similarity.pwcca(np.zeros_like(x), y) == 0.0

@@ -36,6 +36,9 @@ CONVENTIONS = ("centered", "google-svcca")
 # The Cholesky whitening is used only when every eigenvalue is provably this far inside the numerical rank
 # that the eigendecomposition keeps, so both routes give the same answer.
 _CHOLESKY_MARGIN = 1e3
+# Below this correlation, ρ² no longer separates the singular vectors to 1e-8 (eigh of KKᵀ works with ρ²,
+# losing a factor 1/(ρᵢ + ρⱼ) of accuracy against an SVD), so the SVD of K is used instead.
+_SMALLEST_CORRELATION_FOR_EIGH = 1e-4
 
 
 class _Companions(NamedTuple):
@@ -47,10 +50,16 @@ class _Companions(NamedTuple):
 
 
 class _PendingCompanions(NamedTuple):
-    """What the centred solver keeps so that ``_derive_companions`` can compute the companions later."""
+    """What the centred solver keeps so that ``_derive_companions`` can compute the companions later.
+
+    ``right`` holds the other side's singular vectors when an SVD gave them, else None: they are then
+    Kᵀ·left / ρ, exact enough because that route is taken only when every ρ is at least 1e-4.
+    """
 
     cross: torch.Tensor
     left: torch.Tensor
+    right: torch.Tensor | None
+    correlations: torch.Tensor
     weighted: _Whitening
     other: _Whitening
     other_covariance: torch.Tensor
@@ -304,7 +313,8 @@ def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, 
     """The weighted side a by its eigendecomposition, the other side b by the cheapest exact whitening.
 
     The correlations and a's singular vectors come from the eigendecomposition of KKᵀ (K the whitened
-    cross-covariance, ra × ra), half the cost of an SVD of K; b's singular vectors wait until asked for.
+    cross-covariance, ra × ra), half the cost of an SVD of K, and b's singular vectors wait until asked
+    for. When some correlation is tiny (or zero, as for a lower-rank b) the SVD of K is used instead.
     """
     if weighted_side == "x":
         aa, ab, bb = blocks.xx, blocks.xy, blocks.yy
@@ -317,7 +327,10 @@ def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, 
     rank = min(cross.shape)
     squared, left = torch.linalg.eigh(cross @ cross.T)
     correlations = squared.flip(0)[:rank].clamp(0.0, 1.0).sqrt()
-    left = left.flip(1)[:, :rank]
+    left, right = left.flip(1)[:, :rank], None
+    if rank and float(correlations[-1]) < _SMALLEST_CORRELATION_FOR_EIGH:
+        left, correlations, right_t = torch.linalg.svd(cross, full_matrices=False)
+        correlations, right = correlations.clamp(max=1.0), right_t.T
     variances = (a_white.eigvals - epsilon).clamp(min=0) * scale * (cov.n - 1)
     return CCAResult(
         correlations=correlations,
@@ -330,18 +343,16 @@ def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, 
         n=cov.n,
         convention="centered",
         companions=_PendingCompanions(
-            cross, left, a_white, b_white, _regularised(bb, epsilon), weighted_side
+            cross, left, right, correlations, a_white, b_white, _regularised(bb, epsilon), weighted_side
         ),
     )
 
 
 def _derive_companions(pending: _PendingCompanions) -> _Companions:
     """The other side's singular vectors, both sides' coefficients and the other side's directions."""
-    rank = pending.left.shape[1]
-    svd_left, _, svd_right_t = torch.linalg.svd(pending.cross, full_matrices=False)
-    # Rotate the SVD's right vectors by the map from its left vectors to ours, so pairs stay matched
-    # (the two bases differ by signs, and by rotations within repeated correlations).
-    right = svd_right_t.T[:, :rank] @ (svd_left[:, :rank].T @ pending.left)
+    right = pending.right
+    if right is None:
+        right = (pending.cross.T @ pending.left) / pending.correlations
     weighted_coefficients = pending.weighted.transform @ pending.left
     other_coefficients = pending.other.transform @ right
     if pending.other.basis is not None:

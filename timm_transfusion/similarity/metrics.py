@@ -128,21 +128,27 @@ def svcca_from_moments(
     cov = moments.covariance()
     check_determined(cov.n, max(cov.xx.shape[0], cov.yy.shape[0]), allow_underdetermined)
     with single_threaded(cov.xx.device):
-        x_basis = _principal_directions(cov.xx, threshold, dims)
-        y_basis = _principal_directions(cov.yy, threshold, dims)
+        x_variances, x_basis = _principal_directions(cov.xx, threshold, dims)
+        y_variances, y_basis = _principal_directions(cov.yy, threshold, dims)
+    # In its principal basis a side's covariance is exactly diagonal; writing it so (rather than
+    # basisᵀΣbasis, whose null directions hold ±1e-17 of rounding) makes which directions epsilon keeps,
+    # and so the mean's divisor, independent of rounding.
     reduced = Covariance(
         cov.n,
         x_basis.T @ cov.mean_x,
         y_basis.T @ cov.mean_y,
-        x_basis.T @ cov.xx @ x_basis,
+        torch.diag(x_variances),
         x_basis.T @ cov.xy @ y_basis,
-        y_basis.T @ cov.yy @ y_basis,
+        torch.diag(y_variances),
     )
     return mean_of_correlations(*canonical_correlations(reduced, epsilon=epsilon, allow_underdetermined=True))
 
 
-def _principal_directions(sigma: torch.Tensor, threshold: float, dims: int | None) -> torch.Tensor:
-    """(d, k) top eigenvectors of σ: ``dims`` of them, or the fewest that explain ``threshold`` of it."""
+def _principal_directions(
+    sigma: torch.Tensor, threshold: float, dims: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k,) top eigenvalues (clamped at 0) and (d, k) eigenvectors of σ: ``dims`` of them, or the fewest
+    that explain ``threshold`` of it."""
     eigvals, eigvecs = torch.linalg.eigh(sigma)
     eigvals, eigvecs = eigvals.flip(0).clamp(min=0), eigvecs.flip(1)
     if dims is not None:
@@ -150,10 +156,10 @@ def _principal_directions(sigma: torch.Tensor, threshold: float, dims: int | Non
             raise SimilarityOptionError(
                 f"dims must be between 1 and the number of features ({sigma.shape[0]}); got {dims}"
             )
-        return eigvecs[:, :dims]
+        return eigvals[:dims], eigvecs[:, :dims]
     explained = eigvals.cumsum(0) / eigvals.sum()
-    keep = int((explained < threshold - 1e-12).sum()) + 1
-    return eigvecs[:, : min(keep, sigma.shape[0])]
+    keep = min(int((explained < threshold - 1e-12).sum()) + 1, sigma.shape[0])
+    return eigvals[:keep], eigvecs[:, :keep]
 
 
 def linear_cka_from_moments(moments: MomentAccumulator, *, debiased: bool = False) -> float:

@@ -26,10 +26,13 @@ ArrayLike = torch.Tensor | np.ndarray
 
 def as_float64(values: ArrayLike, name: str, *, device: torch.device | str | None = None) -> torch.Tensor:
     """(datapoints, features) NumPy array or tensor -> float64 tensor on ``device`` (default: its own)."""
-    tensor = torch.as_tensor(values).detach()
-    if tensor.ndim != 2:
+    if isinstance(values, np.ndarray) and any(stride < 0 for stride in values.strides):
+        values = np.ascontiguousarray(values)  # torch cannot view negative strides (e.g. x[::-1])
+    tensor = torch.as_tensor(values).detach().resolve_neg()
+    if tensor.ndim != 2 or tensor.shape[1] == 0:
         raise ActivationShapeError(
-            f"{name} must be 2-D (datapoints, features); got shape {tuple(tensor.shape)}"
+            f"{name} must be 2-D (datapoints, features) with at least one feature; "
+            f"got shape {tuple(tensor.shape)}"
         )
     return tensor.to(device=device if device is not None else tensor.device, dtype=torch.float64)
 
