@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from timm_transfusion.similarity import MomentAccumulator, pwcca
 
@@ -76,8 +76,11 @@ def timed(function) -> tuple[float, float, float]:
     return time.perf_counter() - start, time.process_time() - cpu_start, value
 
 
-def speed(neurons: int, datapoints: int, device: str, repeats: int, batch: int) -> dict:
-    """Best of ``repeats`` interleaved runs of each (robust to other load on a shared machine).
+VARIANTS = ("baseline", "ours", "ours_c_order", "ours_streamed")
+
+
+def run_variant(name: str, neurons: int, datapoints: int, device: str, repeats: int, batch: int) -> dict:
+    """Time one variant ``repeats`` times back to back, in this process: {"times", "cpu_times", "value"}.
 
     "ours" is ``similarity.pwcca(x, y)`` on the very arrays the baseline reads, (neurons, datapoints) in
     memory, through transposed (datapoints, features) views; "ours_c_order" gets separate C-ordered
@@ -85,47 +88,78 @@ def speed(neurons: int, datapoints: int, device: str, repeats: int, batch: int) 
     """
     x, y = make_data(neurons, datapoints)
     acts1, acts2 = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)
-    views = torch.from_numpy(acts1).to(device).T, torch.from_numpy(acts2).to(device).T
-    c_order = (
-        torch.from_numpy(np.ascontiguousarray(x)).to(device),
-        torch.from_numpy(np.ascontiguousarray(y)).to(device),
-    )
-    pwcca(c_order[0][:2048], c_order[1][:2048])  # warm-up (kernels, threads)
-    runs = {
-        "baseline": lambda: baseline_pwcca(acts1, acts2),
-        "ours": lambda: pwcca(*views),
-        "ours_c_order": lambda: pwcca(*c_order),
-        "ours_streamed": lambda: streamed_pwcca(*views, batch),
-    }
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    cpu_times: dict[str, list[float]] = {name: [] for name in runs}
-    values = {}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            elapsed, cpu, values[name] = timed(run)
-            times[name].append(elapsed)
-            cpu_times[name].append(cpu)
-    best = {name: min(seconds) for name, seconds in times.items()}
-    median = {name: float(np.median(seconds)) for name, seconds in times.items()}
-    cpu = {name: min(seconds) for name, seconds in cpu_times.items()}
+    if name == "baseline":
+        run = lambda: baseline_pwcca(acts1, acts2)  # noqa: E731
+    elif name == "ours_c_order":
+        pair = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (x, y)]
+        run = lambda: pwcca(*pair)  # noqa: E731
+    else:
+        views = [torch.from_numpy(a).to(device).T for a in (acts1, acts2)]
+        run = (lambda: pwcca(*views)) if name == "ours" else (lambda: streamed_pwcca(*views, batch))
+    del x, y
+    run()  # warm-up: kernels, thread pools, allocator
+    timings = [timed(run) for _ in range(repeats)]
     return {
-        "neurons": neurons,
-        "datapoints": datapoints,
-        "device": device,
-        "threads": torch.get_num_threads(),
+        "times": [wall for wall, _, _ in timings],
+        "cpu_times": [cpu for _, cpu, _ in timings],
+        "value": timings[-1][2],
+    }
+
+
+def speed(args: argparse.Namespace) -> dict:
+    """Best times of each variant, each timed in a fresh process, in ``args.rounds`` rounds.
+
+    Separate processes keep one variant's BLAS threads (NumPy's OpenBLAS for the baseline, SciPy's
+    OpenBLAS and torch's OpenMP for ours), which spin for a while after each call, from slowing the
+    next variant; the rounds interleave the variants against drifting load on a shared machine.
+    """
+    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    for _ in range(args.rounds):
+        for name in VARIANTS:
+            command = [sys.executable, __file__, "--speed-child", name, *_shared_arguments(args)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            runs[name].append(json.loads(output.strip().splitlines()[-1]))
+    best = {name: min(t for run in results for t in run["times"]) for name, results in runs.items()}
+    cpu = {name: min(t for run in results for t in run["cpu_times"]) for name, results in runs.items()}
+    values = {name: results[-1]["value"] for name, results in runs.items()}
+    return {
+        "neurons": args.neurons,
+        "datapoints": args.datapoints,
+        "device": args.device,
+        "threads": args.threads,
+        "openblas": openblas_kernels(),
         "load_average": round(os.getloadavg()[0], 2),
         **{f"{name}_s": round(seconds, 3) for name, seconds in best.items()},
-        "speedup": round(best["baseline"] / best["ours"], 2),
-        "speedup_c_order": round(best["baseline"] / best["ours_c_order"], 2),
-        "speedup_streamed": round(best["baseline"] / best["ours_streamed"], 2),
-        "median_speedup": round(median["baseline"] / median["ours"], 2),
-        "median_speedup_c_order": round(median["baseline"] / median["ours_c_order"], 2),
+        **{
+            f"speedup{name[4:]}": round(best["baseline"] / best[name], 2)
+            for name in VARIANTS
+            if name != "baseline"
+        },
         **{f"{name}_cpu_s": round(seconds, 3) for name, seconds in cpu.items()},
         "cpu_speedup": round(cpu["baseline"] / cpu["ours"], 2),
-        "cpu_speedup_c_order": round(cpu["baseline"] / cpu["ours_c_order"], 2),
-        "max_abs_diff": max(abs(values["baseline"] - values[name]) for name in runs if name != "baseline"),
+        "max_abs_diff": max(abs(values["baseline"] - values[name]) for name in VARIANTS[1:]),
         "pwcca": values["ours"],
     }
+
+
+def openblas_kernels() -> str:
+    """The OpenBLAS kernel sets in use: OPENBLAS_CORETYPE (set on some machines) forces older, slower ones."""
+    kernels = sorted(
+        {info.get("architecture", "?") for info in threadpool_info() if info["internal_api"] == "openblas"}
+    )
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return ", ".join(kernels) + (f" (forced by OPENBLAS_CORETYPE={forced})" if forced else "")
+
+
+def _shared_arguments(args: argparse.Namespace) -> list[str]:
+    return [
+        f"--neurons={args.neurons}",
+        f"--datapoints={args.datapoints}",
+        f"--device={args.device}",
+        f"--repeats={args.repeats}",
+        f"--threads={args.threads}",
+        f"--batch={args.batch}",
+    ]
 
 
 def _status_mib(field: str) -> float:
@@ -194,22 +228,30 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=10_000, help="datapoints per streamed batch")
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--rounds", type=int, default=2, help="fresh processes per variant")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--speed-child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     threadpool_limits(args.threads)
     torch.set_num_threads(args.threads)
     if args.memory_child:
         print(json.dumps(stream_for_memory(args.neurons, args.memory_child, args.batch)))
         return
-    result = speed(args.neurons, args.datapoints, args.device, args.repeats, args.batch)
+    if args.speed_child:
+        run = run_variant(
+            args.speed_child, args.neurons, args.datapoints, args.device, args.repeats, args.batch
+        )
+        print(json.dumps(run))
+        return
+    result = speed(args)
     print(json.dumps(result))
     print(
-        f"PWCCA {args.neurons}×{args.datapoints} on {args.device}, {args.threads} threads: baseline "
-        f"{result['baseline_s']} s, ours {result['ours_s']} s ({result['speedup']}×), C-order input "
-        f"{result['ours_c_order_s']} s ({result['speedup_c_order']}×), streamed in batches of {args.batch:,} "
-        f"{result['ours_streamed_s']} s ({result['speedup_streamed']}×), |Δ| ≤ {result['max_abs_diff']:.2e}; "
-        f"CPU time {result['baseline_cpu_s']} vs {result['ours_cpu_s']} s ({result['cpu_speedup']}×), "
-        f"C-order {result['ours_c_order_cpu_s']} s ({result['cpu_speedup_c_order']}×)"
+        f"PWCCA {args.neurons}×{args.datapoints} on {args.device}, {args.threads} threads, OpenBLAS "
+        f"{result['openblas']}: baseline {result['baseline_s']} s, ours {result['ours_s']} s "
+        f"({result['speedup']}×), C-order input {result['ours_c_order_s']} s ({result['speedup_c_order']}×), "
+        f"streamed in batches of {args.batch:,} {result['ours_streamed_s']} s ({result['speedup_streamed']}×), "
+        f"|Δ| ≤ {result['max_abs_diff']:.2e}; CPU time {result['baseline_cpu_s']} vs {result['ours_cpu_s']} s "
+        f"({result['cpu_speedup']}×)"
     )
     if args.memory_sizes:
         runs = memory(args.neurons, args.memory_sizes, args.batch)

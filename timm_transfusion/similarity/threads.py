@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 
 @contextmanager
@@ -23,7 +24,13 @@ def single_threaded(device: torch.device) -> Iterator[None]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             yield
     finally:
         torch.set_num_threads(threads)
+
+
+@cache
+def _blas_controller() -> ThreadpoolController:
+    """The loaded BLAS libraries, found once (a fresh scan costs about a millisecond per call)."""
+    return ThreadpoolController()
