@@ -246,12 +246,35 @@ def test_companions_of_a_lower_rank_side_with_zero_correlations():
     x = basis[:, :6] @ rng.normal(size=(6, 6))
     y = np.c_[0.6 * basis[:, 0] + 0.8 * basis[:, 45], basis[:, 40], basis[:, 41]] @ rng.normal(size=(3, 12))
     result = similarity.cca(x, y)
-    np.testing.assert_allclose(result.correlations.numpy(), [0.6, 0, 0], atol=1e-10)
+    np.testing.assert_allclose(result.correlations.numpy(), [0.6, 0, 0, 0, 0, 0], atol=1e-10)
     directions = result.y_directions.numpy()
+    assert directions.shape == (12, 3)
     np.testing.assert_allclose(directions.T @ directions, np.eye(3), atol=1e-9)
     scale_y = np.sqrt(np.abs(np.cov(y, rowvar=False)).max())
     variates = (y - y.mean(0)) / scale_y @ result.y_coefficients.numpy()
     np.testing.assert_allclose(variates.var(0, ddof=1), 1.0, atol=1e-8)
+
+
+def test_pwcca_weights_the_variates_a_lower_rank_other_side_cannot_match():
+    # x (6 neurons) is weighted; y has 9 neurons of rank 5, so one of x's canonical variates has no partner:
+    # its correlation is 0 and it keeps its PWCCA weight. The reference runs CCA against y's 5-dim span
+    # (same correlations and x-variates) with x's full set of 6 singular vectors; the unmatched one is
+    # unique up to sign, so the value is well defined.
+    rng = np.random.default_rng(3)
+    x, y = correlated(1500, 6, 5, seed=31)
+    y = y @ rng.normal(size=(5, 9))
+    span = np.linalg.svd(y - y.mean(0), full_matrices=False)[2][:5].T
+    sxx, sxy, syy, _, _ = scaled_covariance(x, y @ span, 0.0)
+    u, rho, _ = np.linalg.svd(inverse_sqrt_eigh(sxx) @ sxy @ inverse_sqrt_eigh(syy), full_matrices=True)
+    rho = np.r_[rho, 0.0]
+    basis, _ = np.linalg.qr((x - x.mean(0)) @ u)
+    weights = np.abs(basis.T @ x).sum(1)
+    reference = float(weights @ rho / weights.sum())
+    result = similarity.cca(x, y)
+    assert result.weighted_side == "x" and result.correlations.numel() == 6
+    assert float(result.correlations[-1]) == 0.0
+    assert abs(similarity.pwcca(x, y) - reference) <= TOLERANCE
+    assert reference < 0.97 * float(rho[:5] @ weights[:5] / weights[:5].sum())  # the zero counts
 
 
 def test_svcca_with_more_dims_than_rank_does_not_depend_on_row_order():

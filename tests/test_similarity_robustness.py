@@ -130,6 +130,34 @@ def test_all_dead_layer_gives_zero():
     x, y = correlated(500, 10, 12, seed=1)
     assert similarity.pwcca(np.zeros_like(x), y) == 0.0
     assert similarity.mean_cca(x, np.zeros_like(y)) == 0.0
+    constant = np.full_like(x, 2.5)
+    for debiased in (False, True):  # 0/0 before: plain CKA 0.0 but debiased NaN
+        assert similarity.linear_cka(constant, y, debiased=debiased) == 0.0
+        assert similarity.linear_cka(x, np.zeros_like(y), debiased=debiased) == 0.0
+
+
+def test_nested_lists_are_read_in_float64():
+    # torch.as_tensor reads Python floats as float32: a 1e6 offset would then cost 1e-4 of accuracy
+    x, y = correlated(300, 5, 7, seed=3)
+    assert similarity.mean_cca((x + 1e6).tolist(), y.tolist()) == pytest.approx(
+        similarity.mean_cca(x, y), abs=1e-9
+    )
+
+
+@pytest.mark.parametrize("epsilon", [float("nan"), float("inf"), -1e-3, "0.1"])
+def test_invalid_epsilon_raises(epsilon):
+    x, y = correlated(200, 5, 6, seed=2)
+    for metric in CCA_METRICS.values():
+        with pytest.raises(similarity.SimilarityOptionError, match="epsilon must be a finite number"):
+            metric(x, y, epsilon=epsilon)
+
+
+def test_too_few_datapoints_for_cka_raise():
+    with pytest.raises(similarity.NotEnoughDataError, match="at least 2 datapoints; have 0"):
+        similarity.MomentAccumulator().linear_cka()
+    x, y = correlated(3, 5, 6, seed=2)
+    with pytest.raises(similarity.NotEnoughDataError, match="debiased CKA needs at least 4"):
+        similarity.linear_cka(x, y, debiased=True)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])

@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from test_similarity_reference import correlated
 
-from timm_transfusion.similarity import MomentAccumulator
+from timm_transfusion.similarity import ActivationShapeError, MomentAccumulator
 from timm_transfusion.similarity.moments import centred_products
 
 METRICS = {
@@ -151,6 +151,44 @@ def test_two_process_gloo_all_reduce_matches_single_process(data, tmp_path, empt
         assert result.pop("n") == len(data[0])
         for name, value in expected.items():
             assert abs(result[name] - value) <= 1e-10, (rank, name)
+
+
+def _mismatched_all_reduces(rank: int, init_file: str) -> list[str]:
+    """Two all-reduces that the ranks cannot agree on; returns the error each raised on this rank."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    x, y = correlated(200, 6, 9, seed=rank)
+    swapped = MomentAccumulator().update(*((x, y) if rank == 0 else (y, x)))  # (6, 9) here, (9, 6) there
+    fourth = MomentAccumulator(fourth_moments=rank == 0).update(x, y)
+    messages = []
+    try:
+        for accumulator in (swapped, fourth):
+            with pytest.raises(ActivationShapeError, match="processes hold different statistics") as error:
+                accumulator.all_reduce()
+            messages.append(str(error.value))
+    finally:
+        dist.destroy_process_group()
+    return messages
+
+
+def _second_mismatched_rank(init_file: str, out_file: str) -> None:
+    torch.set_num_threads(1)
+    torch.save(_mismatched_all_reduces(1, init_file), out_file)
+
+
+def test_all_reduce_refuses_processes_with_different_statistics(tmp_path):
+    # Summing (6, 9) blocks with (9, 6) ones, or fourth-order sums with none, would be silently wrong (or
+    # abort gloo): every rank must raise the same error instead.
+    child = mp.get_context("spawn").Process(
+        target=_second_mismatched_rank, args=(str(tmp_path / "init"), str(tmp_path / "rank1.pt"))
+    )
+    child.start()
+    try:
+        messages = _mismatched_all_reduces(0, str(tmp_path / "init"))
+    finally:
+        child.join(timeout=120)
+    assert child.exitcode == 0
+    assert torch.load(tmp_path / "rank1.pt") == messages
+    assert "(6, 6) to (9, 9)" in messages[0] and "[False, True]" in messages[1]
 
 
 def test_update_never_modifies_the_callers_activations(data):

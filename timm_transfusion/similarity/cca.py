@@ -20,6 +20,8 @@ convention adds the neuron means back to the variates, which appends the row √
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -70,7 +72,8 @@ class _PendingCompanions(NamedTuple):
 class CCAResult:
     """Canonical correlation analysis of x (n, dx) against y (n, dy).
 
-    correlations: (r,) descending canonical correlations.
+    correlations: (r,) descending canonical correlations, r the weighted side's numerical rank; when the
+        other side's rank is lower, its unmatched variates have correlation 0 (and keep their PWCCA weight).
     weighted_side: "x" or "y", the side with fewer kept neurons, whose variates weight PWCCA.
     weighted_directions: (k, r) that side's canonical directions in the symmetric whitened space of its kept
         neurons (google/svcca's ``coef_x.T`` or ``coef_y.T``).
@@ -146,7 +149,7 @@ class CCAResult:
 def mean_of_correlations(correlations: torch.Tensor, x_kept: torch.Tensor, y_kept: torch.Tensor) -> float:
     """Σρ / min(kept x, kept y): a side of lower rank than its neuron count lacks correlations, and
     google/svcca's full SVD reports those as zeros, so they count as zeros here too (0.0 when no neuron
-    survived). PWCCA needs no such rule: directions without variance get no weight."""
+    survived). PWCCA weights only the weighted side's directions with variance."""
     kept = min(int(x_kept.sum()), int(y_kept.sum()))
     return float(correlations.sum()) / kept if kept else 0.0
 
@@ -179,6 +182,12 @@ def check_convention(convention: str) -> None:
         raise SimilarityOptionError(f"unknown PWCCA convention {convention!r}; choose one of {CONVENTIONS}")
 
 
+def check_epsilon(epsilon: float) -> None:
+    """google/svcca's cutoff is a scaled variance: a finite number ≥ 0 (0 keeps every neuron)."""
+    if not (isinstance(epsilon, numbers.Real) and math.isfinite(epsilon) and epsilon >= 0):
+        raise SimilarityOptionError(f"epsilon must be a finite number ≥ 0; got {epsilon!r}")
+
+
 def check_determined(n: int, features: int, allow_underdetermined: bool) -> None:
     """CCA on fewer datapoints than features finds spurious perfect correlations: refuse, or warn."""
     if n > features:
@@ -206,6 +215,7 @@ class _ScaledBlocks(NamedTuple):
 
 def _scaled_blocks(cov: Covariance, epsilon: float) -> _ScaledBlocks:
     """google/svcca's preprocessing: scale each block, drop neurons whose scaled variance is below epsilon."""
+    check_epsilon(epsilon)
     x_scale, y_scale = float(cov.xx.abs().max()), float(cov.yy.abs().max())
     x_kept, y_kept = _kept(cov.xx, x_scale, epsilon), _kept(cov.yy, y_scale, epsilon)
     return _ScaledBlocks(
@@ -314,7 +324,8 @@ def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, 
 
     The correlations and a's singular vectors come from the eigendecomposition of KKᵀ (K the whitened
     cross-covariance, ra × ra), half the cost of an SVD of K, and b's singular vectors wait until asked
-    for. When some correlation is tiny (or zero, as for a lower-rank b) the SVD of K is used instead.
+    for. When some correlation is tiny (or zero, as for a b of lower rank than a, whose unmatched
+    variates of a get correlation 0) the full SVD of K is used instead.
     """
     if weighted_side == "x":
         aa, ab, bb = blocks.xx, blocks.xy, blocks.yy
@@ -324,13 +335,15 @@ def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, 
         scale, mean = blocks.y_scale, cov.mean_y[blocks.y_kept]
     a_white, b_white = _eigen_whitening(aa, epsilon), _whitening(bb, epsilon)
     cross = a_white.transform.T @ ab @ b_white.transform
-    rank = min(cross.shape)
     squared, left = torch.linalg.eigh(cross @ cross.T)
-    correlations = squared.flip(0)[:rank].clamp(0.0, 1.0).sqrt()
-    left, right = left.flip(1)[:, :rank], None
-    if rank and float(correlations[-1]) < _SMALLEST_CORRELATION_FOR_EIGH:
-        left, correlations, right_t = torch.linalg.svd(cross, full_matrices=False)
-        correlations, right = correlations.clamp(max=1.0), right_t.T
+    correlations, left, right = squared.flip(0).clamp(0.0, 1.0).sqrt(), left.flip(1), None
+    if cross.shape[1] < cross.shape[0]:  # b of lower rank: a's unmatched variates have correlation 0
+        correlations[cross.shape[1] :] = 0.0
+    if correlations.numel() and float(correlations[-1]) < _SMALLEST_CORRELATION_FOR_EIGH:
+        left, singular, right_t = torch.linalg.svd(cross, full_matrices=True)
+        correlations = torch.zeros_like(correlations)
+        correlations[: singular.numel()] = singular.clamp(max=1.0)
+        right = right_t.T[:, : singular.numel()]
     variances = (a_white.eigvals - epsilon).clamp(min=0) * scale * (cov.n - 1)
     return CCAResult(
         correlations=correlations,

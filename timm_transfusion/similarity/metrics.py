@@ -164,20 +164,22 @@ def _principal_directions(
 
 def linear_cka_from_moments(moments: MomentAccumulator, *, debiased: bool = False) -> float:
     """CKA = ‖XcᵀYc‖²_F / (‖XcᵀXc‖_F‖YcᵀYc‖_F); debiased: Kornblith et al.'s unbiased-HSIC version."""
-    sxx, syy, sxy = moments.scatter_xx, moments.scatter_yy, moments.scatter_xy
-    if not debiased:
-        denominator = torch.linalg.matrix_norm(sxx) * torch.linalg.matrix_norm(syy)
-        return float((sxy * sxy).sum() / denominator) if denominator > 0 else 0.0
-    n = moments.n
-    if not moments.fourth_moments:
+    if debiased and not moments.fourth_moments:
         raise SimilarityOptionError(
             "debiased CKA needs the fourth-order sums: use MomentAccumulator(fourth_moments=True)"
         )
-    if n < 4:
-        raise NotEnoughDataError(f"debiased CKA needs at least 4 datapoints; have {n}")
+    n, minimum = moments.n, 4 if debiased else 2
+    if n < minimum:
+        raise NotEnoughDataError(f"{'debiased ' * debiased}CKA needs at least {minimum} datapoints; have {n}")
+    sxx, syy, sxy = moments.scatter_xx, moments.scatter_yy, moments.scatter_xy
+    trace_x, trace_y = sxx.diagonal().sum(), syy.diagonal().sum()
+    if trace_x == 0 or trace_y == 0:
+        return 0.0  # a side without variance (dead or constant layer) shares nothing with the other
+    if not debiased:
+        denominator = torch.linalg.matrix_norm(sxx) * torch.linalg.matrix_norm(syy)
+        return float((sxy * sxy).sum() / denominator)
     q = moments.quartic  # Σ‖x̃ᵢ‖⁴, Σ‖ỹᵢ‖⁴, Σ‖x̃ᵢ‖²‖ỹᵢ‖² of the centred rows
     rows_x, rows_y, rows_xy = q["x4"][0], q["y4"][0], q["x2y2"][0]
-    trace_x, trace_y = sxx.diagonal().sum(), syy.diagonal().sum()
 
     def hsic(
         cross_sq: torch.Tensor, row_products: torch.Tensor, trace_a: torch.Tensor, trace_b: torch.Tensor

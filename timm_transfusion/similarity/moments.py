@@ -8,6 +8,7 @@ when the activations have large means. Memory is O((dx + dy)²) whatever the num
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,9 @@ ArrayLike = torch.Tensor | np.ndarray
 
 def as_float64(values: ArrayLike, name: str, *, device: torch.device | str | None = None) -> torch.Tensor:
     """(datapoints, features) NumPy array or tensor -> float64 tensor on ``device`` (default: its own)."""
-    if isinstance(values, np.ndarray) and any(stride < 0 for stride in values.strides):
+    if not isinstance(values, (torch.Tensor, np.ndarray)):
+        values = np.asarray(values, dtype=np.float64)  # nested lists: torch would read them as float32
+    if any(stride < 0 for stride in getattr(values, "strides", ())):
         values = np.ascontiguousarray(values)  # torch cannot view negative strides (e.g. x[::-1])
     tensor = torch.as_tensor(values).detach().resolve_neg()
     if tensor.ndim != 2 or tensor.shape[1] == 0:
@@ -182,17 +185,31 @@ class MomentAccumulator:
         return self
 
     def _size_for_all_reduce(self, group: dist.ProcessGroup | None) -> None:
-        """Give an accumulator that saw no data the others' feature sizes, as zero statistics."""
+        """Check that every process holds the same kind of statistics (feature sizes of the processes that
+        saw data, ``fourth_moments``), and give one that saw no data the others' sizes, as zero statistics.
+
+        One MAX reduction of (sizes, -sizes) yields both the largest and the smallest value, so every
+        process sees the same disagreement and raises, instead of summing blocks of different shapes.
+        """
         if self.device is None:
             nccl = dist.get_backend(group) == "nccl"
             self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
-        local = self.features if self.n else (0, 0)
-        sizes = torch.tensor(local, dtype=torch.float64, device=self.device)
-        dist.all_reduce(sizes, op=dist.ReduceOp.MAX, group=group)
-        dx, dy = int(sizes[0]), int(sizes[1])
+        sizes = (*self.features, *(-d for d in self.features)) if self.n else (0, 0, -math.inf, -math.inf)
+        fourth = float(self.fourth_moments)
+        local = torch.tensor([*sizes, fourth, -fourth], dtype=torch.float64, device=self.device)
+        dist.all_reduce(local, op=dist.ReduceOp.MAX, group=group)
+        largest, smallest = local[[0, 1, 4]].tolist(), (-local[[2, 3, 5]]).tolist()
+        dx, dy = int(largest[0]), int(largest[1])
         if dx == 0:
             raise NotEnoughDataError(
                 "no process saw any data; call update(x_batch, y_batch) before all_reduce()"
+            )
+        if largest != smallest:
+            raise ActivationShapeError(
+                "processes hold different statistics: feature sizes (x, y) from "
+                f"({int(smallest[0])}, {int(smallest[1])}) to ({dx}, {dy}), fourth_moments "
+                f"{sorted({bool(smallest[2]), bool(largest[2])})}; every process must capture the same layers "
+                "with the same MomentAccumulator settings"
             )
         if self.n:
             return
