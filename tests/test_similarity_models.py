@@ -191,7 +191,7 @@ def test_cca_command_compares_a_run_folder_with_a_timm_model(retinamnist, tmp_pa
         "cca",
         str(run),
         "mobilenetv1_025",
-        "--no-pretrained",
+        "--random-b",
         "--dataset",
         f"npz:{retinamnist}",
         "--limit",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _run_inits(args: argparse.Namespace) -> int:
@@ -95,49 +96,91 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_push)
 
 
+def _cca_failure(err: BaseException) -> int:
+    print(f"transfusion cca: error: {err}", file=sys.stderr)
+    return 1
+
+
+def _make_output_folder(folder: Path) -> None:
+    """Create --out now, so a bad path is found before any model is loaded."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out {folder} exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _input_size_failure(err: AssertionError) -> int:
+    """timm asserts on an input size a fixed-size model (e.g. ViT) was not built for."""
+    reason = str(err).rstrip(".") or "a model rejected the input"
+    return _cca_failure(f"{reason}; pass --img-size matching the model's fixed input size")
+
+
 def _run_cca(args: argparse.Namespace) -> int:
+    from timm_transfusion.data import DatasetSpecError, LabelError
+
+    out = Path(args.out)
+    created = not out.exists()
+    try:
+        _make_output_folder(out)
+        return _compare_and_save(args, out)
+    except AssertionError as err:
+        return _input_size_failure(err)
+    except (RuntimeError, OSError, DatasetSpecError, LabelError, ValueError) as err:
+        return _cca_failure(err)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed run leaves no empty report folder behind
+
+
+def _compare_and_save(args: argparse.Namespace, out: Path) -> int:
     import torch
 
-    from timm_transfusion.data import DatasetSpecError, LabelError
     from timm_transfusion.similarity import compare
-    from timm_transfusion.similarity.sources import image_batches, load_model
+    from timm_transfusion.similarity.sources import default_img_size, image_batches, load_model, normalization
 
-    try:
-        model_a = load_model(args.model_a, pretrained=not args.no_pretrained, seed=args.seed)
-        model_b = load_model(
-            args.model_b, pretrained=not (args.no_pretrained or args.random_b), seed=args.seed + 1
-        )
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model_a, model_b = model_a.to(device), model_b.to(device)
-        loader, preprocess = image_batches(
-            args.dataset,
-            model_a,
-            split=args.split,
-            img_size=args.img_size,
-            batch_size=args.batch_size,
-            limit=args.limit,
-            workers=args.workers,
-        )
-        report = compare(
-            model_a,
-            model_b,
-            loader,
-            metrics=args.metrics,
-            layers=args.layers,
-            max_positions=args.max_positions,
-            epsilon=args.epsilon,
-            seed=args.seed,
-            preprocess=preprocess,
-            names=(args.model_a, args.model_b),
-            progress=True,
-        )
-    except (RuntimeError, FileNotFoundError, DatasetSpecError, LabelError, ValueError) as err:
-        print(f"transfusion cca: error: {err}", file=sys.stderr)
-        return 1
-    paths = report.save(args.out)
+    model_a = load_model(args.model_a, pretrained=not args.no_pretrained, seed=args.seed)
+    model_b = load_model(
+        args.model_b, pretrained=not (args.no_pretrained or args.random_b), seed=args.seed + 1
+    )
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model_a, model_b = model_a.to(device), model_b.to(device)
+    size = args.img_size or default_img_size(model_a)
+    loader, preprocess = image_batches(
+        args.dataset,
+        model_a,
+        split=args.split,
+        img_size=size,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        workers=args.workers,
+    )
+    report = compare(
+        model_a,
+        model_b,
+        loader,
+        metrics=args.metrics,
+        layers=args.layers,
+        max_positions=args.max_positions,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        preprocess=preprocess,
+        preprocess_b=normalization(model_b, size),
+        names=(args.model_a, args.model_b),
+        progress=True,
+    )
+    paths = report.save(out)
     print(report.to_markdown())
     print("wrote " + ", ".join(str(path) for path in paths.values()))
     return 0
+
+
+def _layer_spec(text: str) -> str | tuple[str, str]:
+    """--layers item: NAME (the same layer in both models) or NAME_A:NAME_B."""
+    name_a, separator, name_b = text.partition(":")
+    if not separator:
+        return text
+    if not name_a or not name_b or ":" in name_b:
+        raise argparse.ArgumentTypeError(f"expected NAME or NAME_A:NAME_B, got {text!r}")
+    return name_a, name_b
 
 
 def _add_cca(subparsers: argparse._SubParsersAction) -> None:
@@ -164,10 +207,21 @@ def _add_cca(subparsers: argparse._SubParsersAction) -> None:
         choices=list(METRIC_FUNCTIONS),
         help="metrics to compute (default: pwcca svcca linear_cka)",
     )
-    parser.add_argument("--layers", nargs="+", metavar="NAME", help="layer names (default: common groups)")
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        type=_layer_spec,
+        metavar="NAME[:NAME_B]",
+        help="layers: NAME in both models or NAME_A:NAME_B pairs (default: every block group for one "
+        "architecture, else layers paired by feature reduction)",
+    )
     parser.add_argument("--max-positions", type=int, default=64, help="spatial positions per image and layer")
     parser.add_argument("--epsilon", type=float, default=0.0, help="google/svcca's small-variance cutoff")
-    parser.add_argument("--no-pretrained", action="store_true", help="timm names get random (seeded) weights")
+    parser.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="both models get timm's random (seeded) weights, run folders too (their architecture)",
+    )
     parser.add_argument(
         "--random-b",
         action="store_true",

@@ -2,13 +2,15 @@
 
 Layers are named after the model's ``feature_info`` modules (``blocks.0``, ``layer1``, ``stages.2``, …),
 plus ``stem`` (when the first feature is already a block) and ``pre_logits``. Models with
-``forward_intermediates`` use it; other layers are captured with forward hooks.
+``forward_intermediates`` use it; other layers are captured with forward hooks. Every captured map is
+returned as NCHW and, for models with prefix tokens (cls, distillation, registers), hooked token layers
+drop them as ``forward_intermediates`` does, so any two layers can be paired.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,7 @@ from torch import nn
 from .errors import ActivationShapeError, LayerError
 
 STEM, PRE_LOGITS = "stem", "pre_logits"
+MODULE_PATH_HINT = "or the path of any module that forward_features runs (see model.named_modules())"
 
 
 def _patterns(spec) -> list[str]:
@@ -28,14 +31,22 @@ def _patterns(spec) -> list[str]:
 
 
 def _stem_module(model: nn.Module) -> str | None:
-    """The last top-level module that the model's ``group_matcher`` puts in the stem, if any."""
+    """The last callable top-level module that the model's ``group_matcher`` puts in the stem, if any.
+
+    Containers (``nn.ModuleList``, ``nn.ModuleDict``, e.g. crossvit's two patch embeddings) are never
+    called, so a hook on them would never fire.
+    """
     if not hasattr(model, "group_matcher"):
         return None
     matcher = model.group_matcher(coarse=True)
     if not isinstance(matcher, dict):
         return None
     patterns = _patterns(matcher.get("stem"))
-    stems = [name for name, _ in model.named_children() if any(re.match(p, name) for p in patterns)]
+    stems = [
+        name
+        for name, child in model.named_children()
+        if any(re.match(p, name) for p in patterns) and not isinstance(child, (nn.ModuleList, nn.ModuleDict))
+    ]
     return stems[-1] if stems else None
 
 
@@ -50,11 +61,30 @@ def default_layers(model: nn.Module) -> list[str]:
     return layers + [PRE_LOGITS] if hasattr(model, "forward_head") else layers
 
 
+def is_channels_last(model: nn.Module, module: nn.Module) -> bool:
+    """Whether ``module``'s 4-D output is NHWC: its own ``output_fmt``, else the model's, else NCHW.
+
+    timm marks channels-last models (swin, swinv2, mambaout, sequencer, hieradet, …) with
+    ``model.output_fmt = 'NHWC'`` and patch embeddings with their own ``output_fmt`` (a ``Format`` or str).
+    """
+    layout = getattr(module, "output_fmt", None) or getattr(model, "output_fmt", None)
+    return layout == "NHWC"
+
+
+def _token_count(output: torch.Tensor, channels_last: bool) -> int:
+    """Tokens in a patch embedding's output: (B, N, C), (B, H, W, C) or (B, C, H, W)."""
+    if output.ndim == 3:
+        return output.shape[1]
+    return output.shape[1] * output.shape[2] if channels_last else output.shape[2] * output.shape[3]
+
+
 class LayerCapture:
     """Runs ``model`` on a batch and returns {layer name: activation} for the chosen layers.
 
     Layers in ``feature_info`` come from ``forward_intermediates`` when the model has it; ``stem`` and any
-    other module name (``model.get_submodule`` path) are captured with forward hooks.
+    other module name (``model.get_submodule`` path) are captured with forward hooks. 4-D activations are
+    NCHW whatever the model's layout; hooked (B, N, C) token activations lose the model's
+    ``num_prefix_tokens`` leading tokens when N is the patch count plus those tokens.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str] | None = None) -> None:
@@ -68,6 +98,10 @@ class LayerCapture:
             self.indices = {name: features.index(name) for name in self.layers if name in features}
         hooked = [name for name in self.layers if name not in self.indices and name != PRE_LOGITS]
         self.modules = {name: self._resolve(name) for name in hooked}
+        self.channels_last = {
+            name for name, module in self.modules.items() if is_channels_last(model, module)
+        }
+        self.prefix_tokens = self._prefix_tokens() if self.modules else 0
         if PRE_LOGITS in self.layers and not hasattr(model, "forward_head"):
             raise LayerError(
                 f"{type(model).__name__} has no forward_head, so 'pre_logits' cannot be captured"
@@ -80,33 +114,85 @@ class LayerCapture:
                 return self.model.get_submodule(target)
             except AttributeError:
                 pass
-        valid = default_layers(self.model) + [n for n, _ in self.model.named_children()]
-        raise LayerError(f"{type(self.model).__name__} has no layer {name!r}; valid names include {valid}")
+        raise LayerError(
+            f"{type(self.model).__name__} has no layer {name!r}; valid names include "
+            f"{default_layers(self.model)} {MODULE_PATH_HINT}"
+        )
+
+    def _prefix_tokens(self) -> int:
+        """The model's leading cls/dist/register tokens, when its patch embedding tells the patch count."""
+        patch_embed = getattr(self.model, "patch_embed", None)
+        if not isinstance(patch_embed, nn.Module) or isinstance(patch_embed, (nn.ModuleList, nn.ModuleDict)):
+            return 0
+        return int(getattr(self.model, "num_prefix_tokens", 0) or 0)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        captured: dict[str, torch.Tensor] = {}
+        captured: dict[str, object] = {}
+        patches: list[int] = []
         handles = [
-            module.register_forward_hook(lambda _m, _i, output, name=name: captured.__setitem__(name, output))
-            for name, module in self.modules.items()
+            module.register_forward_hook(_store(captured, name)) for name, module in self.modules.items()
         ]
-        try:
-            if self.indices:
-                order = sorted(self.indices, key=self.indices.get)
-                final, intermediates = self.model.forward_intermediates(
-                    images, indices=[self.indices[name] for name in order]
+        if self.prefix_tokens:
+            channels_last = is_channels_last(self.model, self.model.patch_embed)
+            handles.append(
+                self.model.patch_embed.register_forward_hook(
+                    lambda _m, _i, output: patches.append(_token_count(output, channels_last))
                 )
-                captured.update(zip(order, intermediates, strict=True))
-            elif hasattr(self.model, "forward_features"):
-                final = self.model.forward_features(images)
-            else:
-                final = self.model(images)
-            if PRE_LOGITS in self.layers:
-                captured[PRE_LOGITS] = self.model.forward_head(final, pre_logits=True)
+            )
+        try:
+            captured.update(self._forward(images))
         finally:
             for handle in handles:
                 handle.remove()
-        return {name: captured[name] for name in self.layers}
+        return {name: self._activation(name, captured, patches) for name in self.layers}
+
+    def _forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The ``forward_intermediates`` layers and ``pre_logits``; hooks fill in the rest meanwhile."""
+        outputs = {}
+        if self.indices:
+            order = sorted(self.indices, key=self.indices.get)
+            final, intermediates = self.model.forward_intermediates(
+                images, indices=[self.indices[name] for name in order]
+            )
+            outputs.update(zip(order, intermediates, strict=True))
+        elif hasattr(self.model, "forward_features"):
+            final = self.model.forward_features(images)
+        else:
+            final = self.model(images)
+        if PRE_LOGITS in self.layers:
+            outputs[PRE_LOGITS] = self.model.forward_head(final, pre_logits=True)
+        return outputs
+
+    def _activation(self, name: str, captured: dict[str, object], patches: list[int]) -> torch.Tensor:
+        """The captured output of ``name``, checked and brought to NCHW / patch tokens only."""
+        if name not in captured:
+            raise LayerError(self._not_run_message(name))
+        activation = captured[name]
+        if not isinstance(activation, torch.Tensor):
+            raise LayerError(
+                f"module {name!r} of {type(self.model).__name__} returned a {type(activation).__name__}, "
+                "not a tensor; capture a module that returns one tensor"
+            )
+        if activation.ndim == 4 and name in self.channels_last:
+            return activation.permute(0, 3, 1, 2)
+        if activation.ndim == 3 and patches and activation.shape[1] == patches[-1] + self.prefix_tokens:
+            return activation[:, self.prefix_tokens :]
+        return activation
+
+    def _not_run_message(self, name: str) -> str:
+        forward = "forward_intermediates" if self.indices else "forward_features"
+        forward = forward if hasattr(self.model, "forward_features") else "forward"
+        return (
+            f"module {name!r} of {type(self.model).__name__} did not run in {forward} (the classifier head "
+            f"never runs: use 'pre_logits' for the pooled features); layers that can be captured: "
+            f"{default_layers(self.model)} {MODULE_PATH_HINT}"
+        )
+
+
+def _store(captured: dict[str, object], name: str) -> Callable:
+    """A forward hook that keeps the module's output under ``name``."""
+    return lambda _module, _inputs, output: captured.__setitem__(name, output)
 
 
 def as_positions(activation: torch.Tensor) -> torch.Tensor:

@@ -5,13 +5,22 @@ Memory is O(Σ features²) per layer pair, independent of the number of images.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .capture import LayerCapture, as_positions, default_layers, match_spatial, subsample_positions
+from .capture import (
+    PRE_LOGITS,
+    LayerCapture,
+    as_positions,
+    default_layers,
+    match_spatial,
+    subsample_positions,
+)
+from .cca import check_epsilon
 from .errors import LayerError, NotEnoughDataError, SimilarityOptionError
 from .metrics import (
     linear_cka_from_moments,
@@ -30,6 +39,8 @@ METRIC_FUNCTIONS: dict[str, Callable[..., float]] = {
     "linear_cka": lambda m, eps: linear_cka_from_moments(m),
     "linear_cka_debiased": lambda m, eps: linear_cka_from_moments(m, debiased=True),
 }
+
+Preprocess = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _images_of(batch) -> torch.Tensor:
@@ -50,14 +61,115 @@ def _images_of(batch) -> torch.Tensor:
     )
 
 
+def _batch_images(batch) -> torch.Tensor:
+    """The (B, C, H, W) images of one batch; a single tensor passed as ``data`` yields (C, H, W) ones."""
+    images = _images_of(batch)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise SimilarityOptionError(
+            f"data must yield batches (B, C, H, W); got {shape}. Pass a DataLoader or a list of batches "
+            "(e.g. [images]), not a single tensor"
+        )
+    return images
+
+
+def _input_channels(model: nn.Module) -> int | None:
+    """The channels the model's first conv takes (timm's ``pretrained_cfg['first_conv']``), if known.
+
+    ``pretrained_cfg['input_size']`` is not used: it keeps the pretrained 3 when ``in_chans`` differs.
+    """
+    first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    if isinstance(first_conv, (tuple, list)):
+        first_conv = first_conv[0] if first_conv else None
+    if not isinstance(first_conv, str):
+        return None
+    try:
+        channels = model.get_submodule(first_conv).in_channels
+    except AttributeError:
+        return None
+    return channels if isinstance(channels, int) else None
+
+
+def _model_input(
+    images: torch.Tensor, model: nn.Module, preprocess: Preprocess | None, side: str
+) -> torch.Tensor:
+    """``images`` on the model's device after ``preprocess``, checked: floating point, the model's channels."""
+    images = images.to(_device_of(model))
+    if preprocess is not None:
+        images = preprocess(images)
+    name = f"model {side} ({type(model).__name__})"
+    if not images.is_floating_point():
+        raise SimilarityOptionError(
+            f"images for {name} are {images.dtype}; models need normalised floating-point images: pass "
+            "preprocess= (e.g. the normalisation that similarity.sources.image_batches returns)"
+        )
+    channels = _input_channels(model)
+    if channels is not None and images.shape[1] != channels:
+        raise SimilarityOptionError(
+            f"images have {images.shape[1]} channels but {name} expects {channels}; convert the images "
+            "or build the model with matching in_chans"
+        )
+    return images
+
+
+def _pair(item) -> tuple[str, str]:
+    if isinstance(item, str):
+        return item, item
+    if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(n, str) for n in item):
+        return item[0], item[1]
+    raise SimilarityOptionError(f"layers must be names or (name_a, name_b) pairs; got {item!r}")
+
+
+def _feature_layers(model: nn.Module) -> list[tuple[str, int]]:
+    return [(info["module"], info["reduction"]) for info in getattr(model, "feature_info", [])]
+
+
+def _pairs_by_reduction(model_a: nn.Module, model_b: nn.Module) -> list[tuple[str, str]]:
+    """For each reduction both models have, A's last layer at it with B's last, in A's order."""
+    last_a = {reduction: name for name, reduction in _feature_layers(model_a)}
+    last_b = {reduction: name for name, reduction in _feature_layers(model_b)}
+    return [
+        (name, last_b[reduction])
+        for name, reduction in _feature_layers(model_a)
+        if last_a[reduction] == name and reduction in last_b
+    ]
+
+
+def _default_pairs(model_a: nn.Module, model_b: nn.Module) -> list[tuple[str, str]]:
+    """Same architecture (same layers and reductions): every layer by name. Otherwise by reduction."""
+    names_a, names_b = default_layers(model_a), default_layers(model_b)
+    if names_a == names_b and _feature_layers(model_a) == _feature_layers(model_b):
+        pairs = [(name, name) for name in names_a]
+    else:
+        pairs = _pairs_by_reduction(model_a, model_b)
+        if PRE_LOGITS in names_a and PRE_LOGITS in names_b:
+            pairs.append((PRE_LOGITS, PRE_LOGITS))
+    if not pairs:
+        raise LayerError(
+            f"no default layer pairs for {type(model_a).__name__} (layers {names_a}, reductions "
+            f"{_feature_layers(model_a)}) and {type(model_b).__name__} (layers {names_b}, reductions "
+            f"{_feature_layers(model_b)}); pass layers=[(name_a, name_b), ...]"
+        )
+    return pairs
+
+
 def _layer_pairs(model_a: nn.Module, model_b: nn.Module, layers) -> list[tuple[str, str]]:
     if layers is None:
-        names_b = set(default_layers(model_b))
-        pairs = [(name, name) for name in default_layers(model_a) if name in names_b]
-        if not pairs:
-            raise LayerError("the two models share no layer names; pass layers=[(name_a, name_b), ...]")
-        return pairs
-    return [(item, item) if isinstance(item, str) else tuple(item) for item in layers]
+        return _default_pairs(model_a, model_b)
+    return [_pair(item) for item in ([layers] if isinstance(layers, str) else layers)]
+
+
+@contextmanager
+def _evaluating(*models: nn.Module) -> Iterator[None]:
+    """Every module in eval mode; each module's own ``training`` flag restored afterwards (frozen BN)."""
+    modes = {module: module.training for model in models for module in model.modules()}
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -65,49 +177,68 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def _checked_options(metrics, max_positions, epsilon) -> tuple[str, ...]:
+    """``metrics`` as a tuple (one name may be a str), validated with ``max_positions`` and ``epsilon``
+    (before any image is read: a bad option would otherwise become a note on every layer)."""
+    check_epsilon(epsilon)
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    unknown = [m for m in metrics if m not in METRIC_FUNCTIONS]
+    if unknown:
+        raise SimilarityOptionError(f"unknown metrics {unknown}; choose from {list(METRIC_FUNCTIONS)}")
+    valid = max_positions is None or (
+        isinstance(max_positions, int) and not isinstance(max_positions, bool) and max_positions > 0
+    )
+    if not valid:
+        raise SimilarityOptionError(
+            f"max_positions must be a positive integer or None; got {max_positions!r}"
+        )
+    return metrics
+
+
 @torch.no_grad()
 def compare(
     model_a: nn.Module,
     model_b: nn.Module,
     data: Iterable,
-    metrics: Sequence[str] = ("pwcca", "svcca", "linear_cka"),
-    layers: Sequence[str | tuple[str, str]] | None = None,
+    metrics: Sequence[str] | str = ("pwcca", "svcca", "linear_cka"),
+    layers: Sequence[str | tuple[str, str]] | str | None = None,
     *,
     max_positions: int | None = 64,
     epsilon: float = 0.0,
     seed: int = 0,
-    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    preprocess: Preprocess | None = None,
+    preprocess_b: Preprocess | None = None,
     names: tuple[str, str] = ("A", "B"),
     progress: bool = False,
 ) -> SimilarityReport:
     """Layer-wise similarity of two models (or one model at two checkpoints) on the images in ``data``.
 
-    data: iterable of image batches (B, 3, H, W) — tensors, (images, labels) tuples or dicts with
-        ``pixel_values``; ``preprocess`` (e.g. normalisation on the device) is applied to each batch.
-    layers: names shared by both models (default: every common block group), or (name_a, name_b) pairs.
+    data: iterable of image batches (B, C, H, W) — tensors, (images, labels) tuples or dicts with
+        ``pixel_values``; ``preprocess`` (e.g. normalisation on the device) is applied to each batch for
+        model A, and ``preprocess_b`` (default: ``preprocess``) for model B, so each model can get its own
+        mean/std. The models need floating-point images with their ``in_chans`` channels.
+    metrics: metric names (or one name).
+    layers: names present in both models, ``(name_a, name_b)`` pairs, or one name. Default: for the same
+        architecture every block group by name; otherwise, for each feature reduction both models have,
+        the last layer of A at it with the last of B at it, plus ``pre_logits`` (reported as ``a|b``).
     max_positions: spatial positions (datapoints) kept per image and conv layer, chosen deterministically.
     Layers whose maps differ in size are average-pooled to the smaller one. A metric that is undefined
     for a layer (e.g. fewer datapoints than features) is reported as None with a note.
     """
-    unknown = [m for m in metrics if m not in METRIC_FUNCTIONS]
-    if unknown:
-        raise SimilarityOptionError(f"unknown metrics {unknown}; choose from {list(METRIC_FUNCTIONS)}")
+    metrics = _checked_options(metrics, max_positions, epsilon)
+    preprocess_b = preprocess if preprocess_b is None else preprocess_b
     pairs = _layer_pairs(model_a, model_b, layers)
     capture_a = LayerCapture(model_a, [a for a, _ in pairs])
     capture_b = LayerCapture(model_b, [b for _, b in pairs])
     device = _device_of(model_a)
     fourth_moments = "linear_cka_debiased" in metrics
     accumulators = [MomentAccumulator(device=device, fourth_moments=fourth_moments) for _ in pairs]
-    modes = (model_a.training, model_b.training)
-    model_a.eval()
-    model_b.eval()
     images_seen = 0
-    try:
+    with _evaluating(model_a, model_b):
         for batch in tqdm(data, desc="similarity", unit="batch", disable=not progress):
-            images = _images_of(batch).to(device)
-            if preprocess is not None:
-                images = preprocess(images)
-            acts_a, acts_b = capture_a(images), capture_b(images.to(_device_of(model_b)))
+            images = _batch_images(batch)
+            acts_a = capture_a(_model_input(images, model_a, preprocess, "A"))
+            acts_b = capture_b(_model_input(images, model_b, preprocess_b, "B"))
             for (name_a, name_b), accumulator in zip(pairs, accumulators, strict=True):
                 a, b = match_spatial(acts_a[name_a], acts_b[name_b].to(device))
                 a, b = as_positions(a), as_positions(b)
@@ -118,9 +249,6 @@ def compare(
                     )
                 accumulator.update(*subsample_positions(a, b, images_seen, max_positions, seed))
             images_seen += images.shape[0]
-    finally:
-        model_a.train(modes[0])
-        model_b.train(modes[1])
     if images_seen == 0:
         raise NotEnoughDataError("data yielded no images")
     entries = [
@@ -128,7 +256,7 @@ def compare(
         for pair, accumulator in zip(pairs, accumulators, strict=True)
     ]
     settings = {"max_positions": max_positions, "epsilon": epsilon, "seed": seed}
-    return SimilarityReport(names[0], names[1], tuple(metrics), entries, images_seen, settings)
+    return SimilarityReport(names[0], names[1], metrics, entries, images_seen, settings)
 
 
 def _layer_entry(pair, accumulator: MomentAccumulator, metrics, epsilon: float) -> LayerSimilarity:

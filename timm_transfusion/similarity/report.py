@@ -6,10 +6,13 @@ import csv
 import io
 import json
 import math
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..files import write_text_atomic
+from ..files import atomic_path, write_text_atomic
+
+REPORT_FILES = ("json", "csv", "md", "png")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,15 @@ class SimilarityReport:
         ]
         for entry in self.layers:
             values = ["n/a" if entry.values[m] is None else f"{entry.values[m]:.4f}" for m in self.metrics]
-            row = [entry.name, str(entry.features_a), str(entry.features_b), str(entry.datapoints), *values]
+            row = [
+                _markdown_cell(entry.name),
+                str(entry.features_a),
+                str(entry.features_b),
+                str(entry.datapoints),
+                *values,
+            ]
             lines.append("| " + " | ".join(row) + " |")
-        notes = [f"- {entry.name}: {entry.note}" for entry in self.layers if entry.note]
+        notes = [f"- {_markdown_cell(entry.name)}: {entry.note}" for entry in self.layers if entry.note]
         text = "\n".join(lines + ([""] + notes if notes else [])) + "\n"
         if path is not None:
             write_text_atomic(path, text)
@@ -108,14 +117,26 @@ class SimilarityReport:
         return plot_similarity(self, path, title=title)
 
     def save(self, directory: str | Path) -> dict[str, Path]:
-        """similarity.json, similarity.csv, similarity.md and similarity.png in ``directory``."""
+        """similarity.json, similarity.csv, similarity.md and similarity.png in ``directory``, all or none.
+
+        Each file is rendered to a temporary beside its target; the four are renamed into place only once
+        all of them rendered, so a failure leaves the folder as it was.
+        """
         directory = Path(directory)
-        paths = {kind: directory / f"similarity.{kind}" for kind in ("json", "csv", "md", "png")}
-        self.to_json(paths["json"])
-        self.to_csv(paths["csv"])
-        self.to_markdown(paths["md"])
-        self.plot(paths["png"])
+        paths = {kind: directory / f"similarity.{kind}" for kind in REPORT_FILES}
+        blocked = [str(path) for path in paths.values() if path.exists() and not path.is_file()]
+        if blocked:
+            raise FileExistsError(f"cannot write the report: {blocked} exist and are not regular files")
+        writers = {"json": self.to_json, "csv": self.to_csv, "md": self.to_markdown, "png": self.plot}
+        with ExitStack() as renames:
+            for kind, path in paths.items():
+                writers[kind](renames.enter_context(atomic_path(path)))
         return paths
+
+
+def _markdown_cell(text: str) -> str:
+    """``text`` for a Markdown table cell: a paired layer's ``a|b`` would otherwise split the row."""
+    return text.replace("|", "\\|")
 
 
 def finite_or_none(value: float) -> float | None:

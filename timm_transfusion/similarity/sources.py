@@ -14,18 +14,15 @@ from torch import nn
 def load_model(source: str, *, pretrained: bool = True, seed: int = 0) -> nn.Module:
     """A model from a run folder (``RUN/config.json``), ``local-dir:PATH``, ``hf-hub:ORG/NAME`` or timm name.
 
-    Run folders load their saved weights with their ``num_classes``; timm names load their pretrained
-    weights unless ``pretrained=False``, which gives timm's random initialization under ``seed``.
+    Run folders load their saved weights (with their ``num_classes`` when config.json has it) and timm names
+    their pretrained weights; ``pretrained=False`` gives timm's random initialization of the same
+    architecture under ``seed`` instead, for folders too.
     """
     import timm_transfusion  # noqa: F401  (registers the project's models, e.g. mobilenetv1_025)
 
     path = Path(source.removeprefix("local-dir:"))
     if path.is_dir():
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{path} is a folder without config.json; expected a run folder")
-        num_classes = json.loads(config_file.read_text())["num_classes"]
-        return timm.create_model(f"local-dir:{path}", pretrained=True, num_classes=num_classes)
+        return _load_folder(path, pretrained=pretrained, seed=seed)
     if source.startswith("local-dir:"):
         raise FileNotFoundError(f"local-dir {path} does not exist")
     torch.manual_seed(seed)
@@ -36,6 +33,36 @@ def load_model(source: str, *, pretrained: bool = True, seed: int = 0) -> nn.Mod
             f"could not create {source!r} (pretrained={pretrained}): {error}. Pass a run folder, "
             "local-dir:PATH, a timm name whose weights are cached, or use random weights (--no-pretrained)"
         ) from error
+
+
+def _load_folder(path: Path, *, pretrained: bool, seed: int) -> nn.Module:
+    """The model a run folder describes: its weights, or a seeded random init of its architecture."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path} is a folder without config.json; expected a run folder")
+    config = json.loads(config_file.read_text())
+    options = {"num_classes": config["num_classes"]} if "num_classes" in config else {}
+    torch.manual_seed(seed)
+    try:
+        return timm.create_model(f"local-dir:{path}", pretrained=pretrained, **options)
+    except (KeyError, RuntimeError, OSError, ValueError) as error:
+        raise RuntimeError(
+            f"could not create a model from {config_file} (pretrained={pretrained}): "
+            f"{type(error).__name__}: {error}. Is it a run folder written by timm.models.save_for_hf?"
+        ) from error
+
+
+def default_img_size(model: nn.Module) -> int:
+    """The model's own input size (``pretrained_cfg['input_size']``), 224 when it has none."""
+    return (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (3, 224, 224))[-1]
+
+
+def normalization(model: nn.Module, img_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 (B, 3, H, W) -> float normalised with ``model``'s own mean/std, on the images' device."""
+    from timm_transfusion.data import data_config_for, normalize_on_device
+
+    config = data_config_for(model, img_size)
+    return lambda batch: normalize_on_device(batch, config)
 
 
 def image_batches(
@@ -52,22 +79,15 @@ def image_batches(
 
     Images go through ``model``'s eval transform at ``img_size`` (default: the model's input size).
     """
-    from timm_transfusion.data import (
-        TransformedDataset,
-        build_transform,
-        data_config_for,
-        load_dataset_spec,
-        normalize_on_device,
-    )
+    from timm_transfusion.data import TransformedDataset, build_transform, data_config_for, load_dataset_spec
 
     images = load_dataset_spec(dataset, split)
     if limit is not None:
         images = images.select(range(min(limit, len(images))))
-    size = img_size or model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
-    config = data_config_for(model, size)
+    size = img_size or default_img_size(model)
     loader = torch.utils.data.DataLoader(
-        TransformedDataset(images, build_transform(config, training=False)),
+        TransformedDataset(images, build_transform(data_config_for(model, size), training=False)),
         batch_size=batch_size,
         num_workers=workers,
     )
-    return loader, lambda batch: normalize_on_device(batch, config)
+    return loader, normalization(model, size)
