@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         paths = real_demo(args.output, args.data, args.quick)
     print(f"\ndone in {time.perf_counter() - start:.0f} s. Report: {paths['results.md']}")
-    print(f"plots: {paths['convergence.png']}  {paths['filters.png']}")
+    print(f"plots: {paths['convergence.png']}  {paths['filters.png']}  {paths['representations.png']}")
     if args.data is None:
         print(SYNTHETIC_NOTE)
     return 0

@@ -8,9 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+import timm
 from PIL import Image
 
 from timm_transfusion.cli import main
+from timm_transfusion.similarity import SimilarityReport
+from timm_transfusion.similarity.capture import default_layers
 from timm_transfusion.train.experiment import results_table
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -57,9 +60,22 @@ def test_experiment_grid_writes_the_report(tmp_path, mobilenet_weights, capsys):
     assert float(rows["pretrained"]["auc_mean"]) == pytest.approx(sum(finals) / 2)
     markdown = (out / "results.md").read_text()
     assert "| pretrained |" in markdown and "steps to AUC 0.5" in markdown and "speed-up @0.99" in markdown
-    for picture in ("convergence.png", "filters.png"):
+    for picture in ("convergence.png", "filters.png", "representations.png"):
         with Image.open(out / picture) as image:
             assert image.size[0] > 300 and image.size[1] > 200
+
+    # How much each layer moved: every block group of the model, one column pair per init, PWCCA in [0, 1]
+    # where defined (40 eval images: too few datapoints for the widest layers, reported as missing).
+    model = timm.create_model("mobilenetv1_025", num_classes=2)
+    changes = list(csv.DictReader((out / "representations.csv").open()))
+    assert [row["layer"] for row in changes] == default_layers(model)
+    for init in ("random", "pretrained", "transfusion-1"):
+        values = [float(row[f"{init}_pwcca"]) for row in changes if row[f"{init}_pwcca"]]
+        assert len(values) >= 3 and all(0.0 <= v <= 1.0 + 1e-9 for v in values)
+        assert changes[-1][f"{init}_pwcca"] == ""  # pre_logits: 40 datapoints for 256 features
+    reports = json.loads((out / "representations.json").read_text())
+    assert SimilarityReport.from_dict(reports["pretrained"]).model_b == "pretrained fine-tuned"
+    assert "## How much fine-tuning changed each layer" in markdown and "| stem |" in markdown
 
     # Re-running the same command reuses the finished runs instead of training again.
     before = (out / "runs" / "random-seed0" / "model.safetensors").stat().st_mtime_ns

@@ -1,12 +1,14 @@
 """The paper's comparison: a grid of inits x seeds on one dataset, summarized as tables and plots.
 
 Writes ``results.csv`` / ``results.md`` (final AUC mean ± std per init, steps to each AUC threshold, speed-up
-relative to random), ``convergence.png`` and ``filters.png`` next to ``runs/<init>-seed<k>/`` run folders.
+relative to random, how much each layer changed), ``convergence.png``, ``filters.png`` and
+``representations.{png,csv,json}`` next to ``runs/<init>-seed<k>/`` run folders.
 Re-running the same command keeps finished runs and resumes interrupted ones.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -20,10 +22,12 @@ from safetensors.torch import load_file
 from ..files import read_jsonl, write_text_atomic
 from ..init.registry import resolve_init
 from ..init.source import WEIGHT_SUFFIXES
+from ..similarity import SimilarityReport
 from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train
 from .model import create_model
+from .representations import change_table, representation_change, write_representation_change
 
 
 def run_name(init: str, seed: int) -> str:
@@ -118,8 +122,10 @@ def write_results(
     *,
     base: TrainConfig,
     source: str | None,
+    changes: dict[str, SimilarityReport] | None = None,
 ) -> list[dict]:
-    """``results.csv`` (machine-readable) and ``results.md`` (the table a reader wants)."""
+    """``results.csv`` (machine-readable) and ``results.md`` (the tables a reader wants; with ``changes``,
+    how much each layer moved during fine-tuning per init)."""
     rows = results_table(summaries, thresholds)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
@@ -150,26 +156,57 @@ def write_results(
         cells += [_cell(row[f"speedup_{k}"], 2) + ("x" if row[f"speedup_{k}"] else "") for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "![convergence](convergence.png)", "", "![first-layer filters](filters.png)", ""]
+    if changes:
+        lines += [
+            "## How much fine-tuning changed each layer",
+            "",
+            "PWCCA of each layer at its init against the fine-tuned model (first seed; 1 = unchanged, "
+            "n/a: fewer datapoints than features). `representations.csv` adds linear CKA.",
+            "",
+            *change_table(changes),
+            "",
+            "![representation change](representations.png)",
+            "",
+        ]
     write_text_atomic(folder / "results.md", "\n".join(lines))
     return rows
 
 
-def filter_pairs(base: TrainConfig, inits: list[str], seed: int, source: str | None) -> dict:
-    """(before, after) first-layer weights per init for one seed: the init is rebuilt (seeded, so identical)."""
+def initial_and_final(
+    base: TrainConfig, init: str, seed: int, source: str | None
+) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    """One run's model at its init (rebuilt from its seed, so identical), its trained model, and its summary."""
+    folder = Path(base.output) / "runs" / run_name(init, seed)
+    summary = json.loads((folder / "summary.json").read_text())
+    config = replace(
+        base, init=init, init_source=None if init == "random" else source, seed=seed, init_seed=seed
+    )
+    with torch.random.fork_rng(devices=[]):
+        before = create_model(config, summary["num_classes"])
+    after = copy.deepcopy(before)
+    after.load_state_dict(load_file(folder / "model.safetensors"))
+    return before, after, summary
+
+
+def init_effects(
+    base: TrainConfig, inits: list[str], seed: int, source: str | None
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, SimilarityReport]]:
+    """For one seed, per init: first-layer weights (before, after) and how much each layer changed."""
     from ..viz.filters import first_conv_weight
 
-    pairs = {}
+    filters, changes = {}, {}
     for init in inits:
-        folder = Path(base.output) / "runs" / run_name(init, seed)
-        summary = json.loads((folder / "summary.json").read_text())
-        config = replace(
-            base, init=init, init_source=None if init == "random" else source, seed=seed, init_seed=seed
+        before, after, summary = initial_and_final(base, init, seed, source)
+        filters[init] = (first_conv_weight(before), first_conv_weight(after))
+        changes[init] = representation_change(
+            before,
+            after,
+            base.dataset,
+            split=base.eval_split,
+            img_size=summary["img_size"],
+            names=(f"{init} at init", f"{init} fine-tuned"),
         )
-        model = create_model(config, summary["num_classes"])
-        before = first_conv_weight(model)
-        model.load_state_dict(load_file(folder / "model.safetensors"))
-        pairs[init] = (before, first_conv_weight(model))
-    return pairs
+    return filters, changes
 
 
 def run_experiment(
@@ -184,19 +221,20 @@ def run_experiment(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     folder = Path(base.output)
     summaries = run_grid(base, inits=inits, seeds=seed_list, source=source)
-    paths = {name: folder / name for name in ("results.md", "results.csv", "convergence.png", "filters.png")}
+    names = ("results.md", "results.csv", "convergence.png", "filters.png", "representations.png")
+    paths = {name: folder / name for name in names}
     if PartialState().is_main_process:
-        write_results(folder, summaries, base.auc_thresholds, base=base, source=source)
+        filters, changes = init_effects(base, inits, seed_list[0], source)
+        write_representation_change(folder, changes)
+        write_results(folder, summaries, base.auc_thresholds, base=base, source=source, changes=changes)
         curves = {
             init: [read_jsonl(folder / "runs" / run_name(init, s) / "metrics.jsonl") for s in seed_list]
             for init in inits
         }
         title = f"{base.model} on {base.dataset}"
         plot_convergence(curves, paths["convergence.png"], thresholds=base.auc_thresholds, title=title)
-        with torch.random.fork_rng(devices=[]):
-            pairs = filter_pairs(base, inits, seed_list[0], source)
         plot_filters(
-            pairs, paths["filters.png"], title=f"First-layer filters, {base.model} (seed {seed_list[0]})"
+            filters, paths["filters.png"], title=f"First-layer filters, {base.model} (seed {seed_list[0]})"
         )
     PartialState().wait_for_everyone()
     return paths

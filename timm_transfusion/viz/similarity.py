@@ -1,4 +1,5 @@
-"""Layer-wise similarity profile (as in the paper's CCA figures): one line per metric across the layers."""
+"""Layer-wise similarity profiles (as in the paper's CCA figures): one line per metric, or per init, across
+the layers."""
 
 from __future__ import annotations
 
@@ -13,23 +14,42 @@ if TYPE_CHECKING:
 
 def plot_similarity(report: SimilarityReport, path: str | Path, *, title: str | None = None) -> Path:
     """Write a PNG of each metric (y, 0–1) against the layers (x, input to output); returns ``path``."""
+    lines = {metric: report.column(metric) for metric in report.metrics}
+    title = title or f"{report.model_a} vs {report.model_b} ({report.images} images)"
+    return _plot_layer_profiles([entry.name for entry in report.layers], lines, path, title, "similarity")
+
+
+def plot_representation_change(
+    reports: dict[str, SimilarityReport], path: str | Path, *, metric: str = "pwcca"
+) -> Path:
+    """One line per init: ``metric`` of each layer at init vs after fine-tuning (1 = unchanged)."""
+    names = [entry.name for entry in next(iter(reports.values())).layers]
+    lines = {init: report.column(metric) for init, report in reports.items()}
+    title = f"How much fine-tuning changed each layer ({metric}, model at init vs fine-tuned)"
+    return _plot_layer_profiles(names, lines, path, title, f"{metric}: init vs fine-tuned")
+
+
+def _plot_layer_profiles(
+    names: list[str], lines: dict[str, list[float | None]], path: str | Path, title: str, ylabel: str
+) -> Path:
+    """Each line's values (y, 0–1; None left out) against the layers (x, input to output) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [entry.name for entry in report.layers]
     figure, axes = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 2.0), 3.6), dpi=120)
-    for metric in report.metrics:
-        values = [float("nan") if v is None else v for v in report.column(metric)]
-        axes.plot(range(len(names)), values, marker="o", label=metric)
+    for label, values in lines.items():
+        axes.plot(
+            range(len(names)), [float("nan") if v is None else v for v in values], marker="o", label=label
+        )
     axes.set_xticks(range(len(names)), names, rotation=35, ha="right")
     axes.set_ylim(0.0, 1.02)
-    axes.set_ylabel("similarity")
+    axes.set_ylabel(ylabel)
     axes.set_xlabel("layer (input → output)")
     axes.grid(alpha=0.3)
     axes.legend(frameon=False)
-    axes.set_title(title or f"{report.model_a} vs {report.model_b} ({report.images} images)", fontsize=9)
+    axes.set_title(title, fontsize=9)
     figure.tight_layout()
     path = Path(path)
     with atomic_path(path) as temporary:
