@@ -27,7 +27,7 @@ from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train
 from .model import create_model
-from .representations import change_table, representation_change, write_representation_change
+from .representations import change_table, eval_images, representation_change, write_representation_change
 
 
 def run_name(init: str, seed: int) -> str:
@@ -181,8 +181,7 @@ def initial_and_final(
     config = replace(
         base, init=init, init_source=None if init == "random" else source, seed=seed, init_seed=seed
     )
-    with torch.random.fork_rng(devices=[]):
-        before = create_model(config, summary["num_classes"])
+    before = create_model(config, summary["num_classes"])
     after = copy.deepcopy(before)
     after.load_state_dict(load_file(folder / "model.safetensors"))
     return before, after, summary
@@ -194,18 +193,13 @@ def init_effects(
     """For one seed, per init: first-layer weights (before, after) and how much each layer changed."""
     from ..viz.filters import first_conv_weight
 
-    filters, changes = {}, {}
+    filters, changes, images = {}, {}, None
     for init in inits:
         before, after, summary = initial_and_final(base, init, seed, source)
         filters[init] = (first_conv_weight(before), first_conv_weight(after))
-        changes[init] = representation_change(
-            before,
-            after,
-            base.dataset,
-            split=base.eval_split,
-            img_size=summary["img_size"],
-            names=(f"{init} at init", f"{init} fine-tuned"),
-        )
+        if images is None:  # one architecture and image size for the whole grid: load the images once
+            images = eval_images(base.dataset, before, split=base.eval_split, img_size=summary["img_size"])
+        changes[init] = representation_change(before, after, *images, init)
     return filters, changes
 
 
@@ -224,7 +218,8 @@ def run_experiment(
     names = ("results.md", "results.csv", "convergence.png", "filters.png", "representations.png")
     paths = {name: folder / name for name in names}
     if PartialState().is_main_process:
-        filters, changes = init_effects(base, inits, seed_list[0], source)
+        with torch.random.fork_rng(devices=[]):  # rebuilding the inits must not move the caller's RNG
+            filters, changes = init_effects(base, inits, seed_list[0], source)
         write_representation_change(folder, changes)
         write_results(folder, summaries, base.auc_thresholds, base=base, source=source, changes=changes)
         curves = {

@@ -13,27 +13,30 @@ import json
 from pathlib import Path
 
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ..files import write_text_atomic
 from ..similarity import SimilarityReport, compare
+from ..similarity.compare import Preprocess
 from ..similarity.sources import image_batches
 
 CHANGE_METRICS = ("pwcca", "linear_cka")
+EVAL_IMAGES = 512
 
 
 def representation_change(
-    before: nn.Module,
-    after: nn.Module,
-    dataset: str,
-    *,
-    split: str,
-    img_size: int,
-    names: tuple[str, str],
-    limit: int = 512,
+    before: nn.Module, after: nn.Module, images: DataLoader, preprocess: Preprocess, init: str
 ) -> SimilarityReport:
-    """PWCCA and linear CKA of every block group of ``before`` and ``after`` on up to ``limit`` images."""
-    loader, preprocess = image_batches(dataset, before, split=split, img_size=img_size, limit=limit)
-    return compare(before, after, loader, metrics=CHANGE_METRICS, preprocess=preprocess, names=names)
+    """PWCCA and linear CKA of every block group of ``before`` (the init) and ``after`` (fine-tuned)."""
+    names = (f"{init} at init", f"{init} fine-tuned")
+    return compare(before, after, images, metrics=CHANGE_METRICS, preprocess=preprocess, names=names)
+
+
+def eval_images(
+    dataset: str, model: nn.Module, *, split: str, img_size: int
+) -> tuple[DataLoader, Preprocess]:
+    """Up to ``EVAL_IMAGES`` uint8 images of the eval split and the model's normalisation for them."""
+    return image_batches(dataset, model, split=split, img_size=img_size, limit=EVAL_IMAGES)
 
 
 def write_representation_change(
