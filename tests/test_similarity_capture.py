@@ -443,8 +443,9 @@ def test_cca_hints_at_img_size_for_a_fixed_size_model(tiny_npz, tmp_path, capsys
     argv = _cca(vit, vit, "--no-pretrained", out=tmp_path / "o", dataset=tiny_npz)
     assert main(argv) == 1
     error = capsys.readouterr().err.splitlines()[-1]
-    assert error.startswith("transfusion cca: error: Input height (32) doesn't match model (224)")
-    assert error.endswith("pass --img-size matching the model's fixed input size")
+    assert error.startswith("transfusion cca: error: model VisionTransformer cannot take 32x32 images")
+    assert "Input height (32) doesn't match model (224)" in error
+    assert error.endswith("choose another --img-size")
     assert not (tmp_path / "o").exists()
 
 

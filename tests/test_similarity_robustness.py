@@ -131,6 +131,8 @@ def test_all_dead_layer_gives_zero():
     assert similarity.pwcca(np.zeros_like(x), y) == 0.0
     assert similarity.mean_cca(x, np.zeros_like(y)) == 0.0
     constant = np.full_like(x, 2.5)
+    for metric in CCA_METRICS.values():  # the README's claim: no variance scores 0 on every metric
+        assert metric(constant, y) == 0.0 and metric(x, np.zeros_like(y)) == 0.0
     for debiased in (False, True):  # 0/0 before: plain CKA 0.0 but debiased NaN
         assert similarity.linear_cka(constant, y, debiased=debiased) == 0.0
         assert similarity.linear_cka(x, np.zeros_like(y), debiased=debiased) == 0.0

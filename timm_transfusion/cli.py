@@ -108,12 +108,6 @@ def _make_output_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
-def _input_size_failure(err: AssertionError) -> int:
-    """timm asserts on an input size a fixed-size model (e.g. ViT) was not built for."""
-    reason = str(err).rstrip(".") or "a model rejected the input"
-    return _cca_failure(f"{reason}; pass --img-size matching the model's fixed input size")
-
-
 def _run_cca(args: argparse.Namespace) -> int:
     from timm_transfusion.data import DatasetSpecError, LabelError
 
@@ -122,8 +116,6 @@ def _run_cca(args: argparse.Namespace) -> int:
     try:
         _make_output_folder(out)
         return _compare_and_save(args, out)
-    except AssertionError as err:
-        return _input_size_failure(err)
     except (RuntimeError, OSError, DatasetSpecError, LabelError, ValueError) as err:
         return _cca_failure(err)
     finally:
@@ -136,14 +128,17 @@ def _compare_and_save(args: argparse.Namespace, out: Path) -> int:
 
     from timm_transfusion.similarity import compare
     from timm_transfusion.similarity.sources import default_img_size, image_batches, load_model, normalization
+    from timm_transfusion.train.model import check_image_size
 
     model_a = load_model(args.model_a, pretrained=not args.no_pretrained, seed=args.seed)
     model_b = load_model(
         args.model_b, pretrained=not (args.no_pretrained or args.random_b), seed=args.seed + 1
     )
+    size = args.img_size or default_img_size(model_a)
+    for model in (model_a, model_b):  # a fixed-size model (e.g. ViT) refuses other sizes: say so up front
+        check_image_size(model, size)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model_a, model_b = model_a.to(device), model_b.to(device)
-    size = args.img_size or default_img_size(model_a)
     loader, preprocess = image_batches(
         args.dataset,
         model_a,

@@ -337,9 +337,8 @@ def _solve_centered(cov: Covariance, blocks: _ScaledBlocks, weighted_side: str, 
     cross = a_white.transform.T @ ab @ b_white.transform
     squared, left = torch.linalg.eigh(cross @ cross.T)
     correlations, left, right = squared.flip(0).clamp(0.0, 1.0).sqrt(), left.flip(1), None
-    if cross.shape[1] < cross.shape[0]:  # b of lower rank: a's unmatched variates have correlation 0
-        correlations[cross.shape[1] :] = 0.0
-    if correlations.numel() and float(correlations[-1]) < _SMALLEST_CORRELATION_FOR_EIGH:
+    unmatched = cross.shape[1] < cross.shape[0]  # b of lower rank: some of a's variates have correlation 0
+    if unmatched or (correlations.numel() and float(correlations[-1]) < _SMALLEST_CORRELATION_FOR_EIGH):
         left, singular, right_t = torch.linalg.svd(cross, full_matrices=True)
         correlations = torch.zeros_like(correlations)
         correlations[: singular.numel()] = singular.clamp(max=1.0)
