@@ -102,14 +102,28 @@ def bootstrap_indices(n: int, *, resamples: int = RESAMPLES, seed: int = 0) -> n
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def _binary_auc_rows(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC of each row: ``positive`` (R, N) bool, ``scores`` (R, N); NaN where a row has one class."""
-    ranks = scipy_stats.rankdata(scores, axis=1)  # mid-ranks: ties count one half, as in roc_auc_score
-    n_pos = positive.sum(axis=1)
-    n_neg = positive.shape[1] - n_pos
-    rank_sum = np.where(positive, ranks, 0.0).sum(axis=1)
+def resample_counts(indices: np.ndarray, n: int) -> np.ndarray:
+    """(R, n) how often each image occurs in each resample of ``indices`` (R, m)."""
+    rows = indices.shape[0]
+    flat = (indices + np.arange(rows)[:, None] * n).ravel()
+    return np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+def _weighted_binary_auc(positive: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC under each row of image weights: ``positive``/``scores`` (N,), ``counts`` (R, N).
+
+    Sorting once and weighting makes a resample O(N); ties count one half, as in ``roc_auc_score``.
+    Returns (R,), NaN where a resample holds one class only.
+    """
+    order = np.argsort(scores, kind="stable")
+    sorted_scores, is_pos, weights = scores[order], positive[order], counts[:, order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # groups of tied scores
+    pos = np.add.reduceat(weights * is_pos, starts, axis=1)
+    neg = np.add.reduceat(weights * ~is_pos, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
@@ -134,7 +148,8 @@ def auc_replicates(
     else:
         onehot = np.eye(scores.shape[1], dtype=bool)[labels.astype(np.int64).reshape(-1)]
     columns = [1] if scores.shape[1] == 2 and not multilabel else range(scores.shape[1])
-    per_column = np.stack([_binary_auc_rows(onehot[indices, c], scores[indices, c]) for c in columns])
+    counts = resample_counts(np.asarray(indices), len(labels))
+    per_column = np.stack([_weighted_binary_auc(onehot[:, c], scores[:, c], counts) for c in columns])
     with warnings.catch_warnings():  # a resample where no column is defined: NaN is the intended answer
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(per_column, axis=0)
