@@ -149,3 +149,11 @@ def test_t_interval_and_bootstrap_indices_shapes():
     indices = bootstrap_indices(7, resamples=3, seed=1)
     assert indices.shape == (3, 7) and indices.max() < 7
     assert np.array_equal(indices, bootstrap_indices(7, resamples=3, seed=1))
+
+
+def test_one_seed_without_image_resamples_has_no_interval_and_no_verdict():
+    contrast = paired_difference({0: 0.9}, {0: 0.8})
+    assert contrast.interval.estimate == pytest.approx(0.1)
+    assert math.isnan(contrast.interval.low) and verdict(contrast.interval, "greater") == "inconclusive"
+    with_images = paired_difference({0: 0.9}, {0: 0.8}, image_replicates=np.array([0.08, 0.1, 0.12, 0.11]))
+    assert with_images.interval.low < 0.1 < with_images.interval.high

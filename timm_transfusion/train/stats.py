@@ -238,6 +238,13 @@ def paired_contrast(
         finite = finite[np.isfinite(finite)]
         image_var = float(finite.var(ddof=1)) if finite.size > 1 else 0.0
     se = math.sqrt(seed_var + image_var)
+    if n == 1 and image_var == 0.0:  # one seed and no image resamples: no spread to estimate
+        nan = math.nan
+        return Contrast(
+            Interval(estimate, nan, nan, level, "1 seed, no image resamples: no interval"),
+            per_seed,
+            dict(weights),
+        )
     if n > 1:
         quantile, method = float(scipy_stats.t.ppf((1 + level) / 2, n - 1)), f"paired t over {n} seeds"
     else:
