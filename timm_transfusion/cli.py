@@ -247,17 +247,21 @@ def _names(text: str | None) -> list[str]:
 
 def _run_experiment(args: argparse.Namespace) -> int:
     from timm_transfusion.train import USER_ERRORS, config_from_args
-    from timm_transfusion.train.experiment import run_experiment
+    from timm_transfusion.train.experiment import expand_grid, run_experiment, write_report
 
+    grid = {
+        "inits": _names(args.inits),
+        "seeds": args.seeds,
+        "source": args.source,
+        "models": _names(args.models) or None,
+        "lrs": args.lr_grid or None,
+    }
     try:
-        paths = run_experiment(
-            config_from_args(args),
-            inits=_names(args.inits),
-            seeds=args.seeds,
-            source=args.source,
-            models=_names(args.models) or None,
-            lrs=args.lr_grid or None,
-        )
+        base = config_from_args(args)
+        if args.report_only:
+            paths = write_report(base, expand_grid(base, **grid), source=args.source)
+        else:
+            paths = run_experiment(base, **grid)
     except USER_ERRORS as err:
         print(f"transfusion experiment: error: {err}", file=sys.stderr)
         return 2
@@ -290,6 +294,11 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
         type=float_list,
         default=None,
         help="learning rates, e.g. 3e-4,1e-3,3e-3: each init gets the one best on --select-split",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the report from the runs that have finished (the others are listed)",
     )
     parser.set_defaults(handler=_run_experiment)
 

@@ -20,7 +20,8 @@ from .config import TrainConfig, TrainConfigError
 from .loop import train
 from .results import write_report
 
-ALL_K = re.compile(r"^transfusion-\*(\+meanvar)?$")  # transfusion-* = transfusion-0 … transfusion-<blocks>
+# transfusion-* = transfusion-0 … transfusion-<blocks - 1>; reusing every block group is `pretrained`.
+ALL_K = re.compile(r"^transfusion-\*(\+meanvar)?$")
 
 __all__ = [
     "Cell",
@@ -53,7 +54,8 @@ def init_source_for(init: str, source: str | None) -> str | None:
 
 
 def expand_inits(model: str, inits: list[str]) -> list[str]:
-    """``transfusion-*`` (or ``transfusion-*+meanvar``) becomes one init per k = 0 … the model's block groups."""
+    """``transfusion-*`` (or ``transfusion-*+meanvar``) becomes one init per k = 0 … (block groups - 1): the
+    sweep from the stem alone up to all but the last group; ``pretrained`` (add it to the grid) reuses all."""
     expanded: list[str] = []
     for init in inits:
         match = ALL_K.match(init)
@@ -65,7 +67,7 @@ def expand_inits(model: str, inits: list[str]) -> list[str]:
         from ..init.groups import block_groups
 
         blocks = block_groups(timm.create_model(model, pretrained=False)).num_blocks
-        expanded += [f"transfusion-{k}{match.group(1) or ''}" for k in range(blocks + 1)]
+        expanded += [f"transfusion-{k}{match.group(1) or ''}" for k in range(blocks)]
     return list(dict.fromkeys(expanded))
 
 
@@ -169,8 +171,11 @@ def run_experiment(
     models: list[str] | None = None,
     lrs: list[float] | None = None,
 ) -> dict[str, Path]:
-    """Train every cell in this process, one after the other, then write the report; returns its paths."""
+    """Train every cell in this process, one after the other, then write the report; returns its paths.
+
+    Seed by seed (every init of seed 0 first): a grid stopped part-way still compares every init.
+    """
     cells = expand_grid(base, inits=inits, seeds=seeds, source=source, models=models, lrs=lrs)
-    for cell in cells:
+    for cell in sorted(cells, key=lambda c: c.config.seed):
         train(cell.config)
     return write_report(base, cells, source=source)

@@ -420,9 +420,11 @@ def _model_sections(
     from ..viz.filters import plot_filters
     from ..viz.sweep import plot_sweep
 
-    prefix = f"## {result.model}: " if several else "## "
+    def heading(text: str) -> str:
+        return f"## {result.model}: {text}" if several else f"## {text[0].upper()}{text[1:]}"
+
     lines = [
-        f"{prefix}final AUC and convergence by init",
+        heading("final AUC and convergence by init"),
         "",
         *_setup_lines(base, source, result, [c for c in missing if c.config.model == result.model]),
         *init_table(result, base.auc_thresholds),
@@ -449,7 +451,7 @@ def _model_sections(
             title=f"Transfusion sweep: {title}",
         )
         lines += [
-            f"{prefix}the transfusion sweep (reuse the stem and the first k block groups)",
+            heading("the transfusion sweep (reuse the stem and the first k block groups)"),
             "",
             *sweep,
             "",
@@ -459,7 +461,9 @@ def _model_sections(
     lrs = lr_table(result)
     if lrs:
         lines += [
-            f"{prefix}learning rate per init (chosen on `{base.select_split}`, reported on `{base.eval_split}`)",
+            heading(
+                f"learning rate per init (chosen on `{base.select_split}`, reported on `{base.eval_split}`)"
+            ),
             "",
             *lrs,
             "",
@@ -474,7 +478,7 @@ def _model_sections(
         lines += [f"![first-layer filters](filters{suffix}.png)", ""]
     if changes:
         lines += [
-            f"{prefix}how much fine-tuning changed each layer",
+            heading("how much fine-tuning changed each layer"),
             "",
             "PWCCA of each layer at its init against the fine-tuned model (first seed; 1 = unchanged, "
             "n/a: fewer datapoints than features). `representations.csv` adds linear CKA.",

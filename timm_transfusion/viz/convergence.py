@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,23 @@ def plot_convergence(
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for init, seeds in curves.items():
         steps = sorted({r["step"] for records in seeds for r in records})
-        by_step = [[r["auc"] for records in seeds for r in records if r["step"] == s] for s in steps]
-        mean = np.array([np.mean(v) for v in by_step])
+        by_step = [
+            [
+                np.nan if r.get("auc") is None else r["auc"]
+                for records in seeds
+                for r in records
+                if r["step"] == s
+            ]
+            for s in steps
+        ]  # an undefined AUC (null in metrics.jsonl) is a gap, not a crash
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.array([np.nanmean(v) for v in by_step])
         line = ax.plot(steps, mean, label=f"{init} (n={len(seeds)})", linewidth=1.8)[0]
         if len(seeds) > 1:
-            low, high = [np.min(v) for v in by_step], [np.max(v) for v in by_step]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                low, high = [np.nanmin(v) for v in by_step], [np.nanmax(v) for v in by_step]
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
     for threshold in thresholds:
         ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
