@@ -36,7 +36,15 @@ from .stats import RESAMPLES, summarize_seeds, t_interval
 if TYPE_CHECKING:
     from .experiment import Cell
 
-REPORT_FILES = ("results.md", "results.csv", "findings.json", "convergence.png", "sweep.png", "filters.png")
+REPORT_FILES = (
+    "results.md",
+    "results.csv",
+    "findings.json",
+    "convergence.png",
+    "sweep.png",
+    "filters.png",
+    "representations.png",
+)
 
 
 @dataclass
