@@ -21,5 +21,5 @@ export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 exec python -m timm_transfusion.cli experiment --model mobilenetv1_025 \
   --source "$DATA/mobilenetv1_025_imagenet.safetensors" --dataset "npz:$DATA/$name.npz" \
   --seeds 3 \
-  --img-size 32 --batch-size 32 --max-steps 200 --opt sgd --eval-every 100 --eval-log-start 10 \
+  --img-size 32 --batch-size 32 --max-steps 150 --opt sgd --eval-every 50 --eval-log-start 10 \
   --no-progress --log-with none --output "$out" "${extra[@]}" "${@:3}"
