@@ -29,6 +29,7 @@ from .metrics import (
     svcca_from_moments,
 )
 from .moments import MomentAccumulator
+from .null import UnpairedStream, bias_note
 from .report import LayerSimilarity, SimilarityReport, finite_or_none
 
 METRIC_FUNCTIONS: dict[str, Callable[..., float]] = {
@@ -209,6 +210,7 @@ def compare(
     preprocess: Preprocess | None = None,
     preprocess_b: Preprocess | None = None,
     names: tuple[str, str] = ("A", "B"),
+    null: bool = True,
     progress: bool = False,
 ) -> SimilarityReport:
     """Layer-wise similarity of two models (or one model at two checkpoints) on the images in ``data``.
@@ -224,6 +226,9 @@ def compare(
     max_positions: spatial positions (datapoints) kept per image and conv layer, chosen deterministically.
     Layers whose maps differ in size are average-pooled to the smaller one. A metric that is undefined
     for a layer (e.g. fewer datapoints than features) is reported as None with a note.
+    null: also compute every metric on unpaired activations (A's image i against B's image i+1, see
+    ``similarity.null``): what unrelated representations score at the same n and d. Layers with fewer
+    than 10 datapoints per feature get a bias note.
     """
     metrics = _checked_options(metrics, max_positions, epsilon)
     preprocess_b = preprocess if preprocess_b is None else preprocess_b
@@ -233,13 +238,14 @@ def compare(
     device = _device_of(model_a)
     fourth_moments = "linear_cka_debiased" in metrics
     accumulators = [MomentAccumulator(device=device, fourth_moments=fourth_moments) for _ in pairs]
+    unpaired = [UnpairedStream(device=device, fourth_moments=fourth_moments) for _ in pairs] if null else []
     images_seen = 0
     with _evaluating(model_a, model_b):
         for batch in tqdm(data, desc="similarity", unit="batch", disable=not progress):
             images = _batch_images(batch)
             acts_a = capture_a(_model_input(images, model_a, preprocess, "A"))
             acts_b = capture_b(_model_input(images, model_b, preprocess_b, "B"))
-            for (name_a, name_b), accumulator in zip(pairs, accumulators, strict=True):
+            for index, (name_a, name_b) in enumerate(pairs):
                 a, b = match_spatial(acts_a[name_a], acts_b[name_b].to(device))
                 a, b = as_positions(a), as_positions(b)
                 if a.shape[1] != b.shape[1]:
@@ -247,19 +253,29 @@ def compare(
                         f"layers {name_a!r} and {name_b!r} have {a.shape[1]} and {b.shape[1]} "
                         "positions per image; compare layers with matching token counts"
                     )
-                accumulator.update(*subsample_positions(a, b, images_seen, max_positions, seed))
+                kept_a, kept_b = subsample_positions(a, b, images_seen, max_positions, seed)
+                accumulators[index].update(kept_a, kept_b)
+                if null:
+                    per_image = (images.shape[0], -1)
+                    unpaired[index].update(
+                        kept_a.reshape(*per_image, a.shape[2]), kept_b.reshape(*per_image, b.shape[2])
+                    )
             images_seen += images.shape[0]
     if images_seen == 0:
         raise NotEnoughDataError("data yielded no images")
+    nulls = [stream.finish() for stream in unpaired] if null else [None] * len(pairs)
     entries = [
-        _layer_entry(pair, accumulator, metrics, epsilon)
-        for pair, accumulator in zip(pairs, accumulators, strict=True)
+        _layer_entry(pair, accumulator, metrics, epsilon, null_moments)
+        for pair, accumulator, null_moments in zip(pairs, accumulators, nulls, strict=True)
     ]
-    settings = {"max_positions": max_positions, "epsilon": epsilon, "seed": seed}
+    settings = {"max_positions": max_positions, "epsilon": epsilon, "seed": seed, "null": null}
     return SimilarityReport(names[0], names[1], metrics, entries, images_seen, settings)
 
 
-def _layer_entry(pair, accumulator: MomentAccumulator, metrics, epsilon: float) -> LayerSimilarity:
+def _metric_values(
+    accumulator: MomentAccumulator, metrics, epsilon: float
+) -> tuple[dict[str, float | None], list[str]]:
+    """metric -> value (None where undefined) and the notes saying why."""
     values: dict[str, float | None] = {}
     notes = []
     for metric in metrics:
@@ -268,6 +284,17 @@ def _layer_entry(pair, accumulator: MomentAccumulator, metrics, epsilon: float) 
         except ValueError as error:
             values[metric] = None
             notes.append(f"{metric}: {error}")
+    return values, notes
+
+
+def _layer_entry(
+    pair, accumulator: MomentAccumulator, metrics, epsilon: float, null_moments: MomentAccumulator | None
+) -> LayerSimilarity:
+    values, notes = _metric_values(accumulator, metrics, epsilon)
+    null_values = _metric_values(null_moments, metrics, epsilon)[0] if null_moments is not None else {}
     features_a, features_b = accumulator.features
-    note = "; ".join(dict.fromkeys(notes)) or None
-    return LayerSimilarity(pair[0], pair[1], features_a, features_b, accumulator.n, values, note)
+    biased = bias_note(accumulator.n, features_a, features_b)
+    note = "; ".join(dict.fromkeys(notes + ([biased] if biased else []))) or None
+    return LayerSimilarity(
+        pair[0], pair[1], features_a, features_b, accumulator.n, values, note, null=null_values
+    )
