@@ -241,13 +241,23 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_train)
 
 
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
 def _run_experiment(args: argparse.Namespace) -> int:
     from timm_transfusion.train import USER_ERRORS, config_from_args
     from timm_transfusion.train.experiment import run_experiment
 
-    inits = [name.strip() for name in args.inits.split(",") if name.strip()]
     try:
-        paths = run_experiment(config_from_args(args), inits=inits, seeds=args.seeds, source=args.source)
+        paths = run_experiment(
+            config_from_args(args),
+            inits=_names(args.inits),
+            seeds=args.seeds,
+            source=args.source,
+            models=_names(args.models) or None,
+            lrs=args.lr_grid or None,
+        )
     except USER_ERRORS as err:
         print(f"transfusion experiment: error: {err}", file=sys.stderr)
         return 2
@@ -257,8 +267,11 @@ def _run_experiment(args: argparse.Namespace) -> int:
 
 def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
     from timm_transfusion.train import add_train_arguments
+    from timm_transfusion.train.config import float_list
 
-    parser = subparsers.add_parser("experiment", help="the paper's grid: inits x seeds, results + plots")
+    parser = subparsers.add_parser(
+        "experiment", help="the paper's grid: models x inits x lrs x seeds, findings + tables + plots"
+    )
     add_train_arguments(parser, grid=True)
     parser.add_argument(
         "--source", help="source weights for every init but random (timm name, file, local-dir:)"
@@ -266,9 +279,18 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--inits",
         default="random,pretrained,meanvar,transfusion-1,transfusion-2",
-        help="comma-separated init names",
+        help="comma-separated init names; transfusion-* = transfusion-0 .. the model's block groups",
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per init")
+    parser.add_argument(
+        "--models", help="comma-separated timm models, each with every init (default: --model)"
+    )
+    parser.add_argument(
+        "--lr-grid",
+        type=float_list,
+        default=None,
+        help="learning rates, e.g. 3e-4,1e-3,3e-3: each init gets the one best on --select-split",
+    )
     parser.set_defaults(handler=_run_experiment)
 
 

@@ -14,12 +14,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from timm.models import save_for_hf
 
 from ..files import TMP_PREFIX, default_file_mode, write_text_atomic
 
 CHECKPOINT_PREFIX = "step_"
+PREDICTIONS_DIR = (
+    "eval_predictions"  # eval_predictions/step_NNNNNNNN.npz: index, scores, labels per evaluation
+)
 # Options that may change between a run and its resumption without making it a different run.
 RUN_CONTROL_KEYS = frozenset(
     {
@@ -108,6 +112,36 @@ def checkpoint_dir(folder: Path, step: int) -> Path:
     return folder / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:08d}"
 
 
+def predictions_path(folder: Path, step: int) -> Path:
+    """Where the per-image predictions of the evaluation at ``step`` are kept."""
+    return folder / PREDICTIONS_DIR / f"{CHECKPOINT_PREFIX}{step:08d}.npz"
+
+
+def write_eval_predictions(folder: Path, step: int, predictions: dict[str, np.ndarray]) -> None:
+    """One evaluation's ``index`` (N,), ``scores`` (N, C) float32 and ``labels``, written aside and renamed."""
+    path = predictions_path(folder, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = temporary_twin(path)
+    with staging.open("wb") as handle:
+        np.savez(handle, **predictions)
+    os.chmod(staging, default_file_mode())
+    staging.replace(path)
+
+
+def read_eval_predictions(folder: Path, steps: list[int]) -> list[dict[str, np.ndarray]] | None:
+    """The predictions of every evaluation in ``steps``, rows sorted by image index so that runs align;
+    None if any evaluation's file is missing."""
+    paths = [predictions_path(folder, step) for step in steps]
+    if not paths or not all(p.is_file() for p in paths):
+        return None
+    result = []
+    for path in paths:
+        with np.load(path) as data:
+            order = np.argsort(data["index"], kind="stable")
+            result.append({key: data[key][order] for key in ("index", "scores", "labels")})
+    return result
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """Newest complete checkpoint (half-written ones live under a ``.tmp-`` name and are ignored)."""
     root = folder / "checkpoints"
@@ -122,7 +156,7 @@ def temporary_twin(path: Path) -> Path:
 
 def remove_stale_temporaries(folder: Path) -> None:
     """Leftovers of a killed write: never trusted, removed before a run (re)starts."""
-    for root in (folder, folder / "checkpoints"):
+    for root in (folder, folder / "checkpoints", folder / PREDICTIONS_DIR):
         for stale in root.glob(TMP_PREFIX + "*") if root.is_dir() else ():
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
