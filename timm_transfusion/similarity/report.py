@@ -21,7 +21,8 @@ class LayerSimilarity:
     """One compared layer pair: its sizes, the datapoints seen, and metric -> value (None if undefined).
 
     ``null`` holds each metric on the same activations unpaired (see ``similarity.null``); empty when the
-    report was computed without a null baseline.
+    report was computed without a null baseline. ``replicates`` holds each metric of every resample of the
+    images when ``compare`` was given ``replicate_weights`` (None where a resample left it undefined).
     """
 
     layer_a: str
@@ -32,6 +33,7 @@ class LayerSimilarity:
     values: dict[str, float | None]
     note: str | None = None
     null: dict[str, float | None] = field(default_factory=dict)
+    replicates: dict[str, list[float | None]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
