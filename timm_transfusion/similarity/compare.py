@@ -249,7 +249,8 @@ def compare(
     device = _device_of(model_a)
     fourth_moments = "linear_cka_debiased" in metrics
     accumulators = [
-        [MomentAccumulator(device=device, fourth_moments=fourth_moments) for _ in range(groups)] for _ in pairs
+        [MomentAccumulator(device=device, fourth_moments=fourth_moments) for _ in range(groups)]
+        for _ in pairs
     ]
     unpaired = [UnpairedStream(device=device, fourth_moments=fourth_moments) for _ in pairs] if null else []
     images_seen = 0
@@ -268,7 +269,10 @@ def compare(
                     )
                 kept_a, kept_b = subsample_positions(a, b, images_seen, max_positions, seed)
                 per_image = (images.shape[0], -1)
-                kept_a, kept_b = kept_a.reshape(*per_image, a.shape[2]), kept_b.reshape(*per_image, b.shape[2])
+                kept_a, kept_b = (
+                    kept_a.reshape(*per_image, a.shape[2]),
+                    kept_b.reshape(*per_image, b.shape[2]),
+                )
                 _update_groups(accumulators[index], kept_a, kept_b, images_seen)
                 if null:
                     unpaired[index].update(kept_a, kept_b)

@@ -60,9 +60,15 @@ class GroupedMoments:
         result = MomentAccumulator(device=self.counts.device)
         result.n = int(round(n))
         result.mean_x, result.mean_y = mean_x, mean_y
-        result.scatter_xx = torch.einsum("g,gij->ij", w, self.scatter_xx) + shift_x.T @ (mass[:, None] * shift_x)
-        result.scatter_yy = torch.einsum("g,gij->ij", w, self.scatter_yy) + shift_y.T @ (mass[:, None] * shift_y)
-        result.scatter_xy = torch.einsum("g,gij->ij", w, self.scatter_xy) + shift_x.T @ (mass[:, None] * shift_y)
+        result.scatter_xx = torch.einsum("g,gij->ij", w, self.scatter_xx) + shift_x.T @ (
+            mass[:, None] * shift_x
+        )
+        result.scatter_yy = torch.einsum("g,gij->ij", w, self.scatter_yy) + shift_y.T @ (
+            mass[:, None] * shift_y
+        )
+        result.scatter_xy = torch.einsum("g,gij->ij", w, self.scatter_xy) + shift_x.T @ (
+            mass[:, None] * shift_y
+        )
         return result
 
     def total(self) -> MomentAccumulator:
