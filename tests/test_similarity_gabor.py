@@ -14,7 +14,6 @@ from timm_transfusion.similarity.gabor import (
     gabor,
     gabor_bank,
     gabor_scores,
-    gabor_table,
     null_scores,
     score_filter_pairs,
     score_filters,
@@ -73,5 +72,3 @@ def test_pretrained_mobilenet_stem_is_more_gabor_like_than_its_random_init(mobil
     assert scores["pretrained"]["before"].mean > scores["pretrained"]["before"].null_q95
     assert scores["pretrained"]["before"].above_null > 0.5
     assert scores["random"]["before"].mean < scores["pretrained"]["before"].mean
-    lines = gabor_table(scores)
-    assert len(lines) == 4 and lines[2].startswith("| pretrained |")

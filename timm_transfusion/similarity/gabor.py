@@ -159,19 +159,3 @@ def score_filter_pairs(
                 nulls[shape] = null_scores(shape, seed=seed)
             result[init][when] = score_filters(filters, null=nulls[shape])
     return result
-
-
-def gabor_table(scores: dict[str, dict[str, GaborScores]]) -> list[str]:
-    """Markdown lines: per init, the mean score before and after fine-tuning, the share above the null's
-    95th percentile, and the null's mean (one row per init)."""
-    lines = [
-        "| init | Gabor score before | after | above null q95 before | after | null mean (q95) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for init, by_time in scores.items():
-        before, after = by_time["before"], by_time["after"]
-        lines.append(
-            f"| {init} | {before.mean:.3f} | {after.mean:.3f} | {before.above_null:.0%} | {after.above_null:.0%} "
-            f"| {after.null_mean:.3f} ({after.null_q95:.3f}) |"
-        )
-    return lines
