@@ -13,11 +13,17 @@ from pathlib import Path
 from ..files import atomic_path, write_text_atomic
 
 REPORT_FILES = ("json", "csv", "md", "png")
+NULL_MEANING = "what unrelated representations score at the same datapoints and features"
 
 
 @dataclass(frozen=True)
 class LayerSimilarity:
-    """One compared layer pair: its sizes, the datapoints seen, and metric -> value (None if undefined)."""
+    """One compared layer pair: its sizes, the datapoints seen, and metric -> value (None if undefined).
+
+    ``null`` holds each metric on the same activations unpaired (see ``similarity.null``); empty when the
+    report was computed without a null baseline. ``replicates`` holds each metric of every resample of the
+    images when ``compare`` was given ``replicate_weights`` (None where a resample left it undefined).
+    """
 
     layer_a: str
     layer_b: str
@@ -26,6 +32,8 @@ class LayerSimilarity:
     datapoints: int
     values: dict[str, float | None]
     note: str | None = None
+    null: dict[str, float | None] = field(default_factory=dict)
+    replicates: dict[str, list[float | None]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -54,6 +62,15 @@ class SimilarityReport:
             raise KeyError(f"no metric {metric!r} in the report; metrics: {list(self.metrics)}")
         return [entry.values[metric] for entry in self.layers]
 
+    def null_column(self, metric: str) -> list[float | None]:
+        """The null baseline of ``metric`` per layer (None where it was not computed)."""
+        self.column(metric)
+        return [entry.null.get(metric) for entry in self.layers]
+
+    @property
+    def has_null(self) -> bool:
+        return any(entry.null for entry in self.layers)
+
     def to_dict(self) -> dict:
         return {**asdict(self), "metrics": list(self.metrics)}
 
@@ -78,9 +95,14 @@ class SimilarityReport:
     def to_csv(self, path: str | Path | None = None) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["layer_a", "layer_b", "features_a", "features_b", "datapoints", *self.metrics])
+        null_names = [f"{m}_null" for m in self.metrics] if self.has_null else []
+        writer.writerow(
+            ["layer_a", "layer_b", "features_a", "features_b", "datapoints", *self.metrics, *null_names]
+        )
         for entry in self.layers:
             values = ["" if entry.values[m] is None else repr(entry.values[m]) for m in self.metrics]
+            if null_names:
+                values += ["" if entry.null.get(m) is None else repr(entry.null[m]) for m in self.metrics]
             writer.writerow(
                 [entry.layer_a, entry.layer_b, entry.features_a, entry.features_b, entry.datapoints, *values]
             )
@@ -89,14 +111,22 @@ class SimilarityReport:
         return buffer.getvalue()
 
     def to_markdown(self, path: str | Path | None = None) -> str:
+        columns = list(self.metrics) + ([f"{m} (null)" for m in self.metrics] if self.has_null else [])
         lines = [
             f"Similarity of `{self.model_a}` (A) and `{self.model_b}` (B) on {self.images} images.",
+            *(
+                ["", f"(null): the same metric with A's image i paired with B's image i+1, {NULL_MEANING}."]
+                if self.has_null
+                else []
+            ),
             "",
-            "| layer | features A | features B | datapoints | " + " | ".join(self.metrics) + " |",
-            "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in self.metrics) + " |",
+            "| layer | features A | features B | datapoints | " + " | ".join(columns) + " |",
+            "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in columns) + " |",
         ]
         for entry in self.layers:
-            values = ["n/a" if entry.values[m] is None else f"{entry.values[m]:.4f}" for m in self.metrics]
+            values = [_number(entry.values[m]) for m in self.metrics]
+            if self.has_null:
+                values += [_number(entry.null.get(m)) for m in self.metrics]
             row = [
                 _markdown_cell(entry.name),
                 str(entry.features_a),
@@ -132,6 +162,10 @@ class SimilarityReport:
             for kind, path in paths.items():
                 writers[kind](renames.enter_context(atomic_path(path)))
         return paths
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _markdown_cell(text: str) -> str:

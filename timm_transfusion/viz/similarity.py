@@ -13,10 +13,13 @@ if TYPE_CHECKING:
 
 
 def plot_similarity(report: SimilarityReport, path: str | Path, *, title: str | None = None) -> Path:
-    """Write a PNG of each metric (y, 0–1) against the layers (x, input to output); returns ``path``."""
+    """Write a PNG of each metric (y, 0–1) against the layers (x, input to output), its null baseline dashed
+    in the same colour when the report has one; returns ``path``."""
     lines = {metric: report.column(metric) for metric in report.metrics}
+    nulls = {f"{m} (null)": report.null_column(m) for m in report.metrics} if report.has_null else {}
     title = title or f"{report.model_a} vs {report.model_b} ({report.images} images)"
-    return _plot_layer_profiles([entry.name for entry in report.layers], lines, path, title, "similarity")
+    names = [entry.name for entry in report.layers]
+    return _plot_layer_profiles(names, lines, path, title, "similarity", dashed=nulls)
 
 
 def plot_representation_change(
@@ -30,9 +33,16 @@ def plot_representation_change(
 
 
 def _plot_layer_profiles(
-    names: list[str], lines: dict[str, list[float | None]], path: str | Path, title: str, ylabel: str
+    names: list[str],
+    lines: dict[str, list[float | None]],
+    path: str | Path,
+    title: str,
+    ylabel: str,
+    *,
+    dashed: dict[str, list[float | None]] | None = None,
 ) -> Path:
-    """Each line's values (y, 0–1; None left out) against the layers (x, input to output) as a PNG."""
+    """Each line's values (y, 0–1; None left out) against the layers (x, input to output) as a PNG; the
+    ``dashed`` lines (e.g. null baselines, in the order of ``lines``) share their solid line's colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,6 +53,9 @@ def _plot_layer_profiles(
         axes.plot(
             range(len(names)), [float("nan") if v is None else v for v in values], marker="o", label=label
         )
+    for (label, values), solid in zip((dashed or {}).items(), axes.get_lines(), strict=False):
+        y = [float("nan") if v is None else v for v in values]
+        axes.plot(range(len(names)), y, linestyle="--", color=solid.get_color(), alpha=0.7, label=label)
     axes.set_xticks(range(len(names)), names, rotation=35, ha="right")
     axes.set_ylim(0.0, 1.02)
     axes.set_ylabel(ylabel)
