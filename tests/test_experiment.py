@@ -86,6 +86,7 @@ def test_experiment_grid_writes_the_report(tmp_path, mobilenet_weights, capsys):
     claims = {f["claim"]: f for f in findings["findings"]}
     assert {f["verdict"] for f in claims.values()} <= {"supported", "contradicted", "inconclusive"}
     assert claims["Transfer speeds convergence"]["test"] == "> 0"
+    assert len(claims) == 7  # every claim of the paper has a line, measured or not
     for picture in ("convergence.png", "filters.png", "representations.png"):
         with Image.open(out / picture) as image:
             assert image.size[0] > 300 and image.size[1] > 200
@@ -277,3 +278,15 @@ def test_experiment_refuses_a_bad_grid_before_training(tmp_path, capsys, options
     assert main([*args, "--max-steps", "2", "--output", str(out), *options]) != 0
     assert message in capsys.readouterr().err
     assert not (out / "runs").exists()
+
+
+def test_cross_init_verdict_interval_always_contains_its_estimate():
+    """Resampling images shifts CCA values, so a percentile interval can miss its estimate; the verdict's does not."""
+    from timm_transfusion.train.paper_analyses import joined_interval
+    from timm_transfusion.train.stats import Interval
+
+    shifted = joined_interval(Interval(-0.038, -0.014, -0.000))
+    assert shifted.low == pytest.approx(-0.076) and shifted.high == pytest.approx(0.0)
+    assert shifted.contains(-0.038)
+    centred = joined_interval(Interval(0.5, 0.4, 0.6))
+    assert (centred.low, centred.high) == pytest.approx((0.4, 0.6))
