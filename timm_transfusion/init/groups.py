@@ -15,9 +15,9 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from timm.models._manipulate import group_with_matcher
 from torch import nn
 
+from .._timm import group_with_matcher
 from .errors import BlockIndexError, GroupMatcherError
 
 Matcher = dict | Callable
