@@ -1,7 +1,8 @@
 """The whole timm zoo through the initializers and compare(): one model per module, a table of checks.
 
 For each module of `timm.list_modules()` (timm's and this plugin's) the model with the fewest parameters
-(counted on the meta device) is built small (num_classes=5, 64 px where it accepts that) and checked
+(counted on the meta device) is built small (num_classes=5, 64 px where it accepts that, depth=2 above
+50 M parameters where its class takes `depth`) and checked
 against a perturbed random source model of another head (num_classes=3, passed as an nn.Module):
 
 - meanvar:     every sampled tensor's mean and variance lie in their 1e-6 two-sided bands around the
@@ -24,6 +25,7 @@ Run:  OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/zoo_sweep.py --ou
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -50,6 +52,7 @@ CHECKS = ("meanvar", "norms", "transfusion", "pretrained", "forward", "compare")
 REFUSALS = (GroupMatcherError,)
 ALPHA = 1e-6
 NUM_CLASSES, SOURCE_CLASSES, SMALL_SIZE = 5, 3, 64
+LARGE = 50_000_000
 
 
 @dataclass
@@ -120,21 +123,28 @@ def _logits_ok(model: nn.Module, images: torch.Tensor) -> str | None:
 
 
 def small_build(name: str) -> tuple[dict[str, Any], tuple[int, int]]:
-    """The smallest of (img_size=64, 64 px input, the pretrained input size) that builds and runs."""
+    """Arguments and input size that build and run `name` small: img_size=64, else 64 px, else its
+    pretrained input size; models above `LARGE` parameters get depth=2 where their class takes `depth`."""
     cfg = timm.get_pretrained_cfg(name)
     default = tuple((cfg.input_size if cfg else (3, 224, 224))[1:])
     fixed = bool(cfg and cfg.fixed_input_size)
     small = (SMALL_SIZE, SMALL_SIZE)
-    candidates = [({"img_size": SMALL_SIZE}, small)] + ([] if fixed else [({}, small)]) + [({}, default)]
+    sizes = [({"img_size": SMALL_SIZE}, small)] + ([] if fixed else [({}, small)]) + [({}, default)]
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = timm.create_model(name)
+    large = sum(p.numel() for p in meta.parameters()) > LARGE
+    shrinks = [{"depth": 2}, {}] if large and "depth" in inspect.signature(type(meta)).parameters else [{}]
     error: Exception | None = None
-    for kwargs, size in candidates:
-        try:
-            model = _build(name, kwargs, init="random", init_seed=0)
-            if _logits_ok(model, _images(model, size, 2)) is None:
-                return kwargs, size
-        except Exception as caught:  # TypeError for img_size, shape errors for small inputs
-            error = caught
-    raise RuntimeError(f"{name} builds and runs at none of {[c[1] for c in candidates]}: {error}")
+    for shrink in shrinks:
+        for kwargs, size in sizes:
+            try:
+                model = _build(name, {**shrink, **kwargs}, init="random", init_seed=0)
+                if _logits_ok(model, _images(model, size, 2)) is None:
+                    return {**shrink, **kwargs}, size
+            except Exception as caught:  # TypeError for img_size, shape errors for small inputs
+                error = caught
+    raise RuntimeError(f"{name} builds and runs at none of {[c[1] for c in sizes]}: {error}")
 
 
 def perturbed_source(name: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -347,13 +357,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/zoo"))
     parser.add_argument("--models", help="comma-separated model names instead of one per module")
+    parser.add_argument("--choices", type=Path, help="JSON {model: module}: read if it exists, else written")
     args = parser.parse_args(argv)
     assert timm_transfusion.__name__  # the import registers the plugin's modules (cbr, mobilenetv1, …)
     start = time.perf_counter()
     if args.models:
         chosen = {name: module_of(name) for name in args.models.split(",")}
+    elif args.choices and args.choices.is_file():
+        chosen = json.loads(args.choices.read_text())
     else:
         chosen = {name: module for module, name in smallest_models(timm.list_modules()).items()}
+        if args.choices:
+            write_text_atomic(args.choices, json.dumps(chosen, indent=1))
     results = []
     for name, module in (bar := tqdm(chosen.items(), desc="sweep", unit="model")):
         bar.set_postfix_str(name)
