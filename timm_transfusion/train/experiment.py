@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..data import DatasetSpecError, load_dataset_spec
 from ..init.registry import resolve_init
-from ..init.source import WEIGHT_SUFFIXES
+from ..source_kind import local_path, source_kind
 from .config import TrainConfig, TrainConfigError
 from .loop import train
 from .results import write_report
@@ -84,11 +84,11 @@ def check_grid(
         raise TrainConfigError(f"--lr-grid values must be > 0, got {bad_lrs[0]}")
     for init in inits:
         resolve_init(init)
-    if source is None or source.startswith("hf-hub:"):
-        return
-    path = Path(source.removeprefix("local-dir:"))
-    looks_local = source.startswith("local-dir:") or path.suffix in WEIGHT_SUFFIXES or "/" in source
-    if looks_local and not path.exists():
+    if (
+        source is not None
+        and source_kind(source) in ("local-dir", "file")
+        and not local_path(source).exists()
+    ):
         raise TrainConfigError(f"--source {source!r} does not exist")
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .figures import new_figure, save_png
+
 
 def plot_convergence(
     curves: dict[str, list[list[dict]]], path: str | Path, *, thresholds: list[float] = (), title: str = ""
@@ -15,12 +17,8 @@ def plot_convergence(
 
     Seeds share evaluation steps (same ``--eval-every``); steps missing in a seed are ignored for that seed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = new_figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for init, seeds in curves.items():
         steps = sorted({r["step"] for records in seeds for r in records})
         by_step = [
@@ -43,13 +41,11 @@ def plot_convergence(
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
     for threshold in thresholds:
         ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("training step")
+    ax.set_xscale("log")  # evaluations are log-spaced early, where inits differ
+    ax.set_xlabel("training step (log scale)")
     ax.set_ylabel("eval AUC")
     ax.set_title(title or "Convergence by initialization (band: min-max over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120)
