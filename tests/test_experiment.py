@@ -290,3 +290,36 @@ def test_cross_init_verdict_interval_always_contains_its_estimate():
     assert shifted.contains(-0.038)
     centred = joined_interval(Interval(0.5, 0.4, 0.6))
     assert (centred.low, centred.high) == pytest.approx((0.4, 0.6))
+
+
+def test_models_axis_gives_each_model_its_cells_tables_and_findings(tmp_path):
+    base = TrainConfig(model="mobilenetv1_025", dataset="synthetic:fundus", output=str(tmp_path))
+    cells = expand_grid(
+        base, inits=["random"], seeds=1, source=None, models=["mobilenetv1_025", "test_resnet"]
+    )
+    assert [c.name for c in cells] == ["mobilenetv1_025/random-seed0", "test_resnet/random-seed0"]
+    assert [c.config.model for c in cells] == ["mobilenetv1_025", "test_resnet"]
+
+    fake = []
+    for model, shift in (("mobilenetv1_025", 0.0), ("test_resnet", 0.1)):
+        for init in ("random", "pretrained"):
+            folder = tmp_path / "runs" / model / f"{init}-seed0"
+            _fake_run(folder, seed=0, aucs=[0.6 + shift, 0.7 + shift + (0.05 if init == "pretrained" else 0)])
+            fake.append(
+                Cell(
+                    f"{model}/{init}-seed0", folder, replace(base, model=model, init=init, output=str(folder))
+                )
+            )
+    paths = write_report(base, fake, source=None, analyses=False)
+    markdown = paths["results.md"].read_text()
+    assert "### mobilenetv1_025" in markdown and "### test_resnet" in markdown
+    assert "## test_resnet: final AUC and convergence by init" in markdown
+    rows = list(csv.DictReader(paths["results.csv"].open()))
+    assert [(r["model"], r["init"]) for r in rows] == [
+        ("mobilenetv1_025", "random"),
+        ("mobilenetv1_025", "pretrained"),
+        ("test_resnet", "random"),
+        ("test_resnet", "pretrained"),
+    ]
+    claims = [f["claim"] for f in json.loads(paths["findings.json"].read_text())["findings"]]
+    assert "test_resnet: Transfer speeds convergence" in claims
