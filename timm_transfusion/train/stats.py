@@ -29,8 +29,8 @@ VERDICT_RULE = (
     "A claim 'X > b' is *supported* when the whole 95 % interval of X lies above b, *contradicted* when it "
     "lies wholly below b, and *inconclusive* otherwise ('X < b' mirrored). A claim 'X ≈ 0' (equivalence "
     "within a margin m) is *supported* when the interval lies inside (-m, m), *contradicted* when it lies "
-    "wholly outside [-m, m], and *inconclusive* otherwise. A statistic that could not be measured is "
-    "inconclusive."
+    "wholly outside [-m, m], and *inconclusive* otherwise. A statistic that could not be measured, or a "
+    "comparison of inits from a single seed (its seed-to-seed variation unmeasured), is inconclusive."
 )
 
 
