@@ -11,7 +11,12 @@ import torch
 from PIL import Image
 
 import timm_transfusion  # noqa: F401  (registers the project's models)
-from timm_transfusion.train.cross_init import cross_init_similarity, cross_init_table, write_cross_init
+from timm_transfusion.train.cross_init import (
+    basic_interval,
+    cross_init_similarity,
+    cross_init_table,
+    write_cross_init,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -62,7 +67,7 @@ def test_the_same_kind_of_models_give_a_difference_of_zero(runs, dataset):
     result = cross_init_similarity(swapped, two, dataset=dataset, **OPTIONS)
     for entry in result.for_metric("linear_cka"):
         assert entry.difference.estimate == pytest.approx(0.0, abs=1e-9)
-        assert entry.difference.contains(0.0)
+        assert abs(entry.difference.low) < 1e-9 and abs(entry.difference.high) < 1e-9  # 0 in every resample
 
 
 def test_one_seed_of_b_has_no_baseline_and_no_common_seed_is_an_error(runs, dataset):
@@ -83,3 +88,13 @@ def test_table_files_and_plot(runs, dataset, tmp_path):
     assert paths["csv"].read_text().startswith("layer,metric,comparison,estimate,low,high")
     with Image.open(paths["png"]) as image:
         assert image.size[0] > 800
+
+
+def test_the_basic_interval_reflects_a_shifted_bootstrap_about_the_estimate():
+    """Replicates sitting 0.1 above the estimate (the inflation repeated images cause) move the interval
+    0.1 below it, where the percentile interval would exclude the estimate from above."""
+    replicates = 0.6 + np.linspace(-0.05, 0.05, 201)
+    interval = basic_interval(0.5, replicates)
+    assert interval.low == pytest.approx(0.5 - 0.1 - 0.05 * 0.95, abs=1e-3)
+    assert interval.high == pytest.approx(0.5 - 0.1 + 0.05 * 0.95, abs=1e-3)
+    assert "basic bootstrap" in interval.method
