@@ -12,7 +12,7 @@ from PIL import Image
 
 import timm_transfusion  # noqa: F401  (registers the project's models)
 from timm_transfusion.train.cross_init import (
-    basic_interval,
+    bootstrap_interval,
     cross_init_similarity,
     cross_init_table,
     write_cross_init,
@@ -90,11 +90,18 @@ def test_table_files_and_plot(runs, dataset, tmp_path):
         assert image.size[0] > 800
 
 
-def test_the_basic_interval_reflects_a_shifted_bootstrap_about_the_estimate():
-    """Replicates sitting 0.1 above the estimate (the inflation repeated images cause) move the interval
-    0.1 below it, where the percentile interval would exclude the estimate from above."""
+def test_a_shifted_bootstrap_gives_an_interval_that_holds_the_estimate():
+    """Replicates 0.1 above the estimate (the inflation repeated images cause): the percentile interval
+    alone would miss the estimate from above, its reflection from below; the join spans both."""
     replicates = 0.6 + np.linspace(-0.05, 0.05, 201)
-    interval = basic_interval(0.5, replicates)
+    interval = bootstrap_interval(0.5, replicates)
     assert interval.low == pytest.approx(0.5 - 0.1 - 0.05 * 0.95, abs=1e-3)
-    assert interval.high == pytest.approx(0.5 - 0.1 + 0.05 * 0.95, abs=1e-3)
-    assert "basic bootstrap" in interval.method
+    assert interval.high == pytest.approx(0.6 + 0.05 * 0.95, abs=1e-3)
+    assert interval.contains(0.5) and "percentile ∪ basic" in interval.method
+
+
+def test_a_centred_bootstrap_gives_its_percentile_interval():
+    replicates = 0.5 + np.linspace(-0.05, 0.05, 201)
+    interval = bootstrap_interval(0.5, replicates)
+    assert interval.low == pytest.approx(0.5 - 0.05 * 0.95, abs=1e-3)
+    assert interval.high == pytest.approx(0.5 + 0.05 * 0.95, abs=1e-3)

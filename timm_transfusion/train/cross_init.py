@@ -114,12 +114,10 @@ def cross_init_similarity(
     """Compare fine-tuned run folders by seed: ``a_runs[s]`` with ``b_runs[s]`` (every seed in both) and
     ``b_runs[s]`` with ``b_runs[t]`` (every pair s < t), on up to ``images`` images of ``split``.
 
-    Intervals: basic bootstrap (``resamples``) over ``groups`` groups of images, the same resamples for
-    every pair. A resample repeats images, and repeated datapoints raise CCA-family values and CKA (most
-    where datapoints per feature are few: the replicates can lie wholly above the estimate), so the
-    percentiles are reflected about the estimate (2θ̂ − q), which moves the interval by that shift instead
-    of adding it (read the null and the bias note too). With one seed of B there is no seed baseline
-    (``b_vs_b`` and ``difference`` None).
+    Intervals: bootstrap (``resamples``) over ``groups`` groups of images, the same resamples for every
+    pair, the percentile interval joined with the basic one (see ``bootstrap_interval``: resampling
+    inflates CCA where datapoints per feature are few; read the null and the bias note too). With one
+    seed of B there is no seed baseline (``b_vs_b`` and ``difference`` None).
     """
     common = sorted(set(a_runs) & set(b_runs))
     if not common:
@@ -187,19 +185,23 @@ def _mean_with_interval(reports: Mapping[str, SimilarityReport], index: int, met
     )
     means = replicates.mean(axis=0) if replicates.size else np.array([])
     estimate = float(np.mean(list(values.values())))
-    return values, basic_interval(estimate, means), means
+    return values, bootstrap_interval(estimate, means), means
 
 
-def basic_interval(estimate: float, replicates: np.ndarray) -> Interval:
-    """The basic (reflected) bootstrap interval [2θ̂ − q_high, 2θ̂ − q_low] of ``replicates`` (R,)."""
+def bootstrap_interval(estimate: float, replicates: np.ndarray) -> Interval:
+    """The percentile interval of ``replicates`` (R,) joined with its reflection about ``estimate`` (the
+    basic bootstrap, 2θ̂ − [q_high, q_low]).
+
+    Resampling repeats images, and repeated datapoints raise CCA-family values and CKA, most where
+    datapoints per feature are few: there the replicates can lie wholly above the estimate, so the
+    percentile interval misses it from above and the basic one, which corrects a shift of that kind,
+    from below. Not knowing which is right, the report takes both; the join always holds the estimate.
+    """
     percentiles = percentile_interval(estimate, replicates)
-    return Interval(
-        estimate,
-        2 * estimate - percentiles.high,
-        2 * estimate - percentiles.low,
-        percentiles.level,
-        percentiles.method.replace("bootstrap", "basic bootstrap over image groups", 1),
-    )
+    low = min(percentiles.low, 2 * estimate - percentiles.high)
+    high = max(percentiles.high, 2 * estimate - percentiles.low)
+    method = percentiles.method.replace("bootstrap", "bootstrap over image groups, percentile ∪ basic", 1)
+    return Interval(estimate, low, high, percentiles.level, method)
 
 
 def _layer(index: int, metric: str, a_vs_b: Mapping, b_vs_b: Mapping) -> CrossInitLayer:
@@ -210,7 +212,7 @@ def _layer(index: int, metric: str, a_vs_b: Mapping, b_vs_b: Mapping) -> CrossIn
     )
     difference = None
     if interval_ab is not None and interval_bb is not None:
-        difference = basic_interval(interval_ab.estimate - interval_bb.estimate, means_ab - means_bb)
+        difference = bootstrap_interval(interval_ab.estimate - interval_bb.estimate, means_ab - means_bb)
     nulls = [report.layers[index].null.get(metric) for report in a_vs_b.values()]
     null = float(np.mean(nulls)) if nulls and all(v is not None for v in nulls) else None
     return CrossInitLayer(
