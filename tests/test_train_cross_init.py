@@ -54,7 +54,7 @@ def test_a_model_against_itself_is_one_and_above_the_seed_baseline(runs, dataset
         assert entry.a_vs_b.estimate == pytest.approx(1.0, abs=1e-9)
         assert set(entry.pairs_a_vs_b) == {"0", "1", "2"} and set(entry.pairs_b_vs_b) == {"0-1", "0-2", "1-2"}
         assert entry.b_vs_b.low <= entry.b_vs_b.high
-        assert entry.null is not None and entry.null < 1.0
+        assert entry.null is not None and entry.null < 1.0 and entry.null_b_vs_b is not None
     stem = result.for_metric("linear_cka")[0]
     assert stem.difference.low > 0  # different random inits share little at the stem
 
@@ -81,6 +81,7 @@ def test_table_files_and_plot(runs, dataset, tmp_path):
     result = cross_init_similarity(runs, {0: runs[1], 1: runs[2]}, dataset=dataset, **OPTIONS)
     lines = cross_init_table(result, "pwcca")
     assert lines[0].startswith("| layer | datapoints / feature | pretrained vs random | random seed vs seed")
+    assert lines[0].endswith("| null (A vs B / B vs B) |")
     assert len(lines) == 2 + len(result.for_metric("pwcca"))
     paths = write_cross_init(tmp_path / "out", result)
     saved = json.loads(paths["json"].read_text())
