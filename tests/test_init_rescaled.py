@@ -59,6 +59,18 @@ def test_channel_stats_match_each_output_channel():
         assert abs(_std(out[channel]) - _std(reference[channel])) < 1e-6
 
 
+def test_mean_option_moves_each_tensor_to_the_source_mean_too():
+    generator = torch.Generator().manual_seed(4)
+    values, reference = (
+        torch.randn(64, 8, generator=generator),
+        0.3 + 0.1 * torch.randn(64, 8, generator=generator),
+    )
+    out = rescale_to(values, reference, mean=True)
+    assert abs(float(out.double().mean() - reference.double().mean())) < 1e-6
+    assert abs(_std(out) - _std(reference)) < 1e-6
+    assert abs(float(rescale_to(values, reference).double().mean() - values.double().mean())) < 1e-6
+
+
 def test_constant_tensors_are_left_as_they_are():
     values = torch.zeros(8)
     assert torch.equal(rescale_to(values, torch.randn(8)), values)

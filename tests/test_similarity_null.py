@@ -65,12 +65,26 @@ def test_unpaired_stream_does_not_depend_on_the_batching():
     batched = UnpairedStream()
     for start, stop in ((0, 3), (3, 4), (4, 8)):
         batched.update(a[start:stop], b[start:stop])
-    expected = MomentAccumulator().update(a.reshape(-1, 4), b.roll(-1, dims=0).reshape(-1, 5))
+    shifted = b.roll(-1, dims=0).roll(1, dims=1)  # the next image, positions moved by half of 3
+    expected = MomentAccumulator().update(a.reshape(-1, 4), shifted.reshape(-1, 5))
     for stream in (whole, batched):
         moments = stream.finish()
         assert moments.n == 24
         torch.testing.assert_close(moments.scatter_xy, expected.scatter_xy)
         torch.testing.assert_close(moments.mean_y, expected.mean_y)
+
+
+def test_aligned_images_do_not_pair_the_same_place():
+    """Every image alike at each place (aligned scans): the same place in two images is perfectly similar,
+    but the null pairs different places, like unrelated data."""
+    generator = torch.Generator().manual_seed(7)
+    places = _gaussian(generator, 1, 400, 3).expand(50, 400, 3)  # 50 images, identical at every place
+    images = places + 1e-3 * _gaussian(generator, 50, 400, 3)
+    stream = UnpairedStream()
+    stream.update(images, images.clone())
+    same_place = MomentAccumulator().update(images.reshape(-1, 3), images.roll(-1, dims=0).reshape(-1, 3))
+    assert _sum_squared_cca(same_place) > 2.9  # 3 features, correlation ~1 each
+    assert _sum_squared_cca(stream.finish()) < 0.05
 
 
 def test_unpaired_stream_needs_two_images():

@@ -3,8 +3,12 @@
 A similarity of 0.9 means little on its own: with few datapoints per feature, CCA finds large correlations
 between independent data (Σρ² of independent Gaussians has expectation dx·dy/(n−1)). The null baseline is
 the same metric on the same activations with the pairing broken: image i of model A is paired with image
-i+1 of model B (circularly), so both sides keep their own distribution, n and d, and only the
-correspondence is lost. ``UnpairedStream`` does this batch by batch, holding one image's activations.
+i+1 of model B (circularly), and within the image each position of A with the position half the image's
+positions further on (raster order, circularly) of B, so both sides keep their own distribution, n and d,
+and only the correspondence is lost. Shifting the positions too matters for aligned images (chest X-rays,
+fundus photographs): the same place in two such images is alike, and would otherwise make the null depend
+on whether a layer's positions were subsampled. ``UnpairedStream`` does this batch by batch, holding one
+image's activations.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ def unpaired(x: ArrayLike, y: ArrayLike, *, seed: int = 0) -> tuple[torch.Tensor
 
 
 class UnpairedStream:
-    """Accumulates the moments of model A's image i against model B's image i+1 (the last against the first).
+    """Accumulates the moments of model A's image i against model B's image i+1 (the last against the first),
+    B's positions shifted by half their number.
 
     ``update(a, b)`` takes one batch of paired activations, (images, positions, features) each; ``finish()``
     closes the circle and returns the accumulator, which then holds exactly as many datapoints as the paired
@@ -80,6 +85,7 @@ class UnpairedStream:
             )
         if a.shape[0] == 0:
             return
+        b = b.roll(b.shape[1] // 2, dims=1)  # another place in the image (a no-op for one position)
         if self._first_b is None:
             self._first_b = b[0].clone()
         if self._last_a is not None:

@@ -118,7 +118,10 @@ class SimilarityReport:
         lines = [
             f"Similarity of `{self.model_a}` (A) and `{self.model_b}` (B) on {self.images} images.",
             *(
-                ["", f"(null): the same metric with A's image i paired with B's image i+1, {NULL_MEANING}."]
+                [
+                    "",
+                    f"(null): the same metric with A's image i paired with another place of B's image i+1, {NULL_MEANING}.",
+                ]
                 if self.has_null
                 else []
             ),

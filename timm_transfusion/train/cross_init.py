@@ -35,7 +35,8 @@ RESAMPLES = 200
 @dataclass(frozen=True)
 class CrossInitLayer:
     """One layer and metric: A vs B and B vs B (means over pairs, image-bootstrap intervals), their paired
-    difference, the mean null of the A-vs-B pairs, and every pair's own value (keys "s" and "s-t")."""
+    difference, the mean null of the A-vs-B pairs (and of the B-vs-B pairs: the null depends on both sides),
+    and every pair's own value (keys "s" and "s-t")."""
 
     layer: str
     metric: str
@@ -48,6 +49,7 @@ class CrossInitLayer:
     pairs_a_vs_b: dict[str, float | None]
     pairs_b_vs_b: dict[str, float | None]
     note: str | None = None
+    null_b_vs_b: float | None = None
 
     def to_dict(self) -> dict:
         intervals = {k: None if v is None else v.to_dict() for k, v in self._intervals().items()}
@@ -58,6 +60,7 @@ class CrossInitLayer:
             "datapoints": self.datapoints,
             **intervals,
             "null": self.null,
+            "null_b_vs_b": self.null_b_vs_b,
             "pairs_a_vs_b": self.pairs_a_vs_b,
             "pairs_b_vs_b": self.pairs_b_vs_b,
             "note": self.note,
@@ -114,10 +117,10 @@ def cross_init_similarity(
     """Compare fine-tuned run folders by seed: ``a_runs[s]`` with ``b_runs[s]`` (every seed in both) and
     ``b_runs[s]`` with ``b_runs[t]`` (every pair s < t), on up to ``images`` images of ``split``.
 
-    Intervals: percentile bootstrap (``resamples``) over ``groups`` groups of images, the same resamples
-    for every pair. A resample repeats some images, which raises CCA-family values and CKA a little, so an
-    interval can sit slightly above its estimate where datapoints are few (read the null and the bias note).
-    With one seed of B there is no seed baseline (``b_vs_b`` and ``difference`` None).
+    Intervals: bootstrap (``resamples``) over ``groups`` groups of images, the same resamples for every
+    pair, the percentile interval joined with the basic one (see ``bootstrap_interval``: resampling
+    inflates CCA where datapoints per feature are few; read the null and the bias note too). With one
+    seed of B there is no seed baseline (``b_vs_b`` and ``difference`` None).
     """
     common = sorted(set(a_runs) & set(b_runs))
     if not common:
@@ -185,7 +188,23 @@ def _mean_with_interval(reports: Mapping[str, SimilarityReport], index: int, met
     )
     means = replicates.mean(axis=0) if replicates.size else np.array([])
     estimate = float(np.mean(list(values.values())))
-    return values, percentile_interval(estimate, means, method="bootstrap over image groups"), means
+    return values, bootstrap_interval(estimate, means), means
+
+
+def bootstrap_interval(estimate: float, replicates: np.ndarray) -> Interval:
+    """The percentile interval of ``replicates`` (R,) joined with its reflection about ``estimate`` (the
+    basic bootstrap, 2θ̂ − [q_high, q_low]).
+
+    Resampling repeats images, and repeated datapoints raise CCA-family values and CKA, most where
+    datapoints per feature are few: there the replicates can lie wholly above the estimate, so the
+    percentile interval misses it from above and the basic one, which corrects a shift of that kind,
+    from below. Not knowing which is right, the report takes both; the join always holds the estimate.
+    """
+    percentiles = percentile_interval(estimate, replicates)
+    low = min(percentiles.low, 2 * estimate - percentiles.high)
+    high = max(percentiles.high, 2 * estimate - percentiles.low)
+    method = percentiles.method.replace("bootstrap", "bootstrap over image groups, percentile ∪ basic", 1)
+    return Interval(estimate, low, high, percentiles.level, method)
 
 
 def _layer(index: int, metric: str, a_vs_b: Mapping, b_vs_b: Mapping) -> CrossInitLayer:
@@ -196,13 +215,8 @@ def _layer(index: int, metric: str, a_vs_b: Mapping, b_vs_b: Mapping) -> CrossIn
     )
     difference = None
     if interval_ab is not None and interval_bb is not None:
-        difference = percentile_interval(
-            interval_ab.estimate - interval_bb.estimate,
-            means_ab - means_bb,
-            method="paired bootstrap over image groups",
-        )
-    nulls = [report.layers[index].null.get(metric) for report in a_vs_b.values()]
-    null = float(np.mean(nulls)) if nulls and all(v is not None for v in nulls) else None
+        difference = bootstrap_interval(interval_ab.estimate - interval_bb.estimate, means_ab - means_bb)
+    null, null_bb = _mean_null(a_vs_b, index, metric), _mean_null(b_vs_b, index, metric)
     return CrossInitLayer(
         entry.name,
         metric,
@@ -215,7 +229,17 @@ def _layer(index: int, metric: str, a_vs_b: Mapping, b_vs_b: Mapping) -> CrossIn
         pairs_ab,
         pairs_bb,
         entry.note,
+        null_bb,
     )
+
+
+def _mean_null(reports: Mapping[str, SimilarityReport], index: int, metric: str) -> float | None:
+    nulls = [report.layers[index].null.get(metric) for report in reports.values()]
+    return float(np.mean(nulls)) if nulls and all(v is not None for v in nulls) else None
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _cell(interval: Interval | None) -> str:
@@ -223,14 +247,15 @@ def _cell(interval: Interval | None) -> str:
 
 
 def cross_init_table(result: CrossInitSimilarity, metric: str = "pwcca") -> list[str]:
-    """Markdown lines: per layer, A vs B and B vs B with 95 % intervals, their difference, and the null."""
+    """Markdown lines: per layer, A vs B and B vs B with 95 % intervals, their difference, and the nulls of
+    both comparisons; * marks fewer than 10 datapoints per feature."""
     a, b = result.a, result.b
     lines = [
-        f"| layer | datapoints / feature | {a} vs {b} | {b} seed vs seed | difference | null |",
+        f"| layer | datapoints / feature | {a} vs {b} | {b} seed vs seed | difference | null (A vs B / B vs B) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for entry in result.for_metric(metric):
-        null = "n/a" if entry.null is None else f"{entry.null:.3f}"
+        null = f"{_number(entry.null)} / {_number(entry.null_b_vs_b)}"
         ratio = entry.datapoints / entry.features
         lines.append(
             f"| {entry.layer} | {ratio:.0f}{'*' if entry.note and 'biased' in entry.note else ''} | "
@@ -254,11 +279,13 @@ def write_cross_init(
         ["layer", "metric", "comparison", "estimate", "low", "high", "null", "datapoints", "features"]
     )
     for entry in result.layers:
+        nulls = {"a_vs_b": entry.null, "b_vs_b": entry.null_b_vs_b, "difference": None}
         for comparison, interval in entry._intervals().items():
             if interval is not None:
+                null = nulls[comparison]
                 writer.writerow(
                     [entry.layer, entry.metric, comparison, interval.estimate, interval.low, interval.high]
-                    + ["" if entry.null is None else entry.null, entry.datapoints, entry.features]
+                    + ["" if null is None else null, entry.datapoints, entry.features]
                 )
     write_text_atomic(paths["csv"], buffer.getvalue())
     plot_cross_init(result, paths["png"])

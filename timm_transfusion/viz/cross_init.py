@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 
 def plot_cross_init(result: CrossInitSimilarity, path: str | Path) -> Path:
-    """Per metric: A vs B and B vs B (mean over pairs, band = 95 % interval over images) and the null
-    (dashed) against the layers, input to output."""
+    """Per metric: A vs B and B vs B (mean over pairs, band = 95 % interval over images) and their nulls
+    (grey, dashed and dotted) against the layers, input to output."""
     figure = Figure(figsize=(5.2 * len(result.metrics), 3.8), dpi=120)
     panels = figure.subplots(1, len(result.metrics), squeeze=False)[0]
     for axes, metric in zip(panels, result.metrics, strict=True):
@@ -40,8 +40,11 @@ def plot_cross_init(result: CrossInitSimilarity, path: str | Path) -> Path:
                 alpha=0.2,
                 linewidth=0,
             )
-        nulls = [float("nan") if entry.null is None else entry.null for entry in entries]
-        axes.plot(x, nulls, linestyle="--", color="grey", label="null (unpaired images)")
+        for attribute, label, style in (("null", result.a, "--"), ("null_b_vs_b", result.b, ":")):
+            nulls = [getattr(entry, attribute) for entry in entries]
+            if any(v is not None for v in nulls):
+                y = [float("nan") if v is None else v for v in nulls]
+                axes.plot(x, y, linestyle=style, color="grey", label=f"null, {label} pairs (unpaired images)")
         axes.set_xticks(list(x), [entry.layer for entry in entries], rotation=35, ha="right")
         axes.set_ylim(0.0, 1.02)
         axes.set_ylabel(metric)
