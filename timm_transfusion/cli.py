@@ -203,7 +203,9 @@ def _run_experiment(args: argparse.Namespace) -> int:
     }
     base = config_from_args(args)
     if args.report_only:
-        paths = write_report(base, expand_grid(base, **grid), source=args.source)
+        paths = write_report(
+            base, expand_grid(base, **grid), source=args.source, cross_init=not args.no_cross_init
+        )
     else:
         paths = run_experiment(base, **grid)
     print(f"report: {paths['results.md']}")
@@ -240,6 +242,11 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
         "--report-only",
         action="store_true",
         help="train nothing: write the report from the runs that have finished (the others are listed)",
+    )
+    parser.add_argument(
+        "--no-cross-init",
+        action="store_true",
+        help="with --report-only: skip pretrained vs random against the seed baseline (slow on a CPU)",
     )
     parser.set_defaults(handler=_run_experiment)
 

@@ -360,6 +360,7 @@ def _findings_and_analyses(
     suffix: str,
     analyses: bool,
     margin: float,
+    cross_init: bool = True,
 ) -> tuple[list[Finding], Effects]:
     """Every claim's finding for one model, in the paper's order, and the analyses' sections and files."""
     from .paper_analyses import (
@@ -389,9 +390,24 @@ def _findings_and_analyses(
     effects.filters, effects.changes, pretrained_changes = representation_effects(base, result)
     write_representation_change(folder, effects.changes, name=f"representations{suffix}")
     findings.append(layer_change_finding(pretrained_changes))
-    cross_lines, cross_finding = cross_init_section(
-        result.groups, dataset=base.dataset, split=base.eval_split, folder=folder, name=f"cross_init{suffix}"
-    )
+    if cross_init:
+        cross_lines, cross_finding = cross_init_section(
+            result.groups,
+            dataset=base.dataset,
+            split=base.eval_split,
+            folder=folder,
+            name=f"cross_init{suffix}",
+        )
+    else:
+        cross_lines = []
+        cross_finding = judge(
+            CROSS_CLAIM,
+            CROSS_STATISTIC,
+            None,
+            "equivalent",
+            margin=SIMILARITY_MARGIN,
+            missing="skipped (--no-cross-init)",
+        )
     findings.append(cross_finding)
     gabor_lines, gabor_finding, effects.gabor = gabor_section(
         effects.filters, folder=folder, name=f"gabor{suffix}"
@@ -430,10 +446,12 @@ def write_report(
     resamples: int = RESAMPLES,
     margin: float = EQUIVALENCE_MARGIN,
     analyses: bool = True,
+    cross_init: bool = True,
 ) -> dict[str, Path]:
     """Write the report of every finished cell into ``base.output`` (main process only); returns the paths.
 
-    ``analyses=False`` skips what rebuilds models (filters, layer change): the tables and findings only.
+    ``analyses=False`` skips what rebuilds models (filters, layer change): the tables and findings only;
+    ``cross_init=False`` skips only pretrained vs random against the seed baseline (the slowest on a CPU).
     """
     from accelerate import PartialState
 
@@ -451,7 +469,9 @@ def write_report(
     for result in results:
         heading = f"### {result.model}" if len(results) > 1 else ""
         suffix = f"-{result.model}" if len(results) > 1 else ""
-        findings, effects = _findings_and_analyses(base, source, result, folder, suffix, analyses, margin)
+        findings, effects = _findings_and_analyses(
+            base, source, result, folder, suffix, analyses, margin, cross_init
+        )
         all_findings += [
             replace(f, claim=f"{result.model}: {f.claim}") if len(results) > 1 else f for f in findings
         ]
