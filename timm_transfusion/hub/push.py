@@ -10,6 +10,7 @@ import torch
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
+from ..models.slim import stock_export
 from . import layout
 from .card import DEFAULT_LICENSE, render_card
 from .plots import add_missing_plots
@@ -50,7 +51,8 @@ def resolve_token(token: str | None) -> str:
 def _stage_model(model: torch.nn.Module, folder: Path) -> RunFolder:
     import timm
 
-    timm.models.save_for_hf(model, folder, safe_serialization=True)
+    stock = stock_export(model) or {}  # a slim ResNet is saved as stock timm's ResNet with its widths
+    timm.models.save_for_hf(model, folder, safe_serialization=True, **stock)
     return load_run_folder(folder)
 
 

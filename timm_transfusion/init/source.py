@@ -22,6 +22,7 @@ from timm.models._factory import create_model as timm_create_model
 from timm.models._helpers import clean_state_dict
 from torch import nn
 
+from ..models.slim import full_source_name
 from .errors import SourceError, SourceUnavailableError
 
 Source = str | Path | Mapping[str, torch.Tensor] | nn.Module
@@ -75,7 +76,16 @@ def resolve_source(source: Source | None, *, model: nn.Module) -> dict[str, torc
 
 
 def _default_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments."""
+    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments.
+
+    A slim hybrid has no weights of its own: its default is what its full base loads (same input args).
+    """
+    full = full_source_name(model)
+    if full is not None:
+        cfg = resolve_pretrained_cfg(full).to_dict()
+        _check_weights_location(full, cfg)
+        input_args = {k: v for k, v in get_model_args(model).items() if k in _INPUT_ARGS}
+        return _pretrained_state(full, input_args)
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     architecture = cfg.get("architecture")
     if not architecture:

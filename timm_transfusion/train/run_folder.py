@@ -18,6 +18,7 @@ import torch
 from timm.models import save_for_hf
 
 from ..files import TMP_PREFIX, default_file_mode, write_text_atomic
+from ..models.slim import stock_export
 
 CHECKPOINT_PREFIX = "step_"
 # Options that may change between a run and its resumption without making it a different run.
@@ -142,9 +143,19 @@ def export_model(
     staging = temporary_twin(folder / "export")
     if staging.exists():
         shutil.rmtree(staging)
-    model_config = {"label_names": label_names} if label_names else None
+    stock = stock_export(model) or {}  # a slim ResNet is saved as stock timm's ResNet with its widths
+    model_config = dict(
+        stock.get("model_config", {}), **({"label_names": label_names} if label_names else {})
+    )
     export_config = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct")}
-    save_for_hf(model, staging, model_config=model_config, safe_serialization=True, data_config=export_config)
+    save_for_hf(
+        model,
+        staging,
+        model_config=model_config or None,
+        model_args=stock.get("model_args"),
+        safe_serialization=True,
+        data_config=export_config,
+    )
     for name in ("model.safetensors", "config.json"):
         os.chmod(staging / name, default_file_mode())
         os.replace(staging / name, folder / name)
