@@ -139,7 +139,9 @@ def usage_snippet(repo_id: str, *, architecture: str, revision: str | None, mult
     model_id = f"hf-hub:{repo_id}" + (f"@{revision}" if revision else "")
     lines = ["import timm", "import torch"]
     if is_plugin_architecture(architecture):
-        lines.append(f"import timm_transfusion  # registers the plugin architecture {architecture!r}")
+        lines.append(
+            f"import timm_transfusion  # registers {architecture!r}: stock timm cannot build it without the plugin"
+        )
     activation = "sigmoid()" if multilabel else "softmax(dim=-1)"
     lines += [
         "",
