@@ -146,6 +146,20 @@ def test_slim_returns_the_registered_variant_or_the_base_with_slim_widths() -> N
     assert count_parameters(cbr) == cbr_params((32, 32, 64, 128))
 
 
+def test_slim_with_init_copies_the_reused_groups_of_an_unregistered_combination() -> None:
+    torch.manual_seed(6)
+    full = timm.create_model("resnet18")
+    model = slim("resnet18", reuse=1, width=0.3, init="transfusion-1+meanvar", init_source=full, init_seed=0)
+    random = slim("resnet18", reuse=1, width=0.3, init="random", init_seed=0)
+    assert group_widths(model) == (64, 40, 80, 152)
+    state, source = model.state_dict(), full.state_dict()
+    reused, upper = _reused_and_upper_keys(model, 1)
+    assert all(torch.equal(state[key], source[key]) for key in reused)
+    assert torch.equal(model.layer4[0].bn1.weight, torch.ones(152))  # Mean Var: norm layers identity
+    assert not torch.equal(model.layer4[0].conv1.weight, random.layer4[0].conv1.weight)
+    assert torch.equal(model.fc.weight, random.fc.weight)  # the head stays as timm's seeded init
+
+
 def test_mobilenet_channels_argument_builds_what_timms_generator_builds() -> None:
     generated = timm.create_model("mobilenetv1_025").eval()
     explicit = timm.create_model("mobilenetv1_025", channels=DEFAULT_CHANNELS).eval()
