@@ -19,7 +19,9 @@ from timm.models._factory import create_model as stock_create_model
 
 import timm_transfusion
 from timm_transfusion.cli import main as cli_main
+from timm_transfusion.hub import load_run_folder, render_card
 from timm_transfusion.hub.card import is_plugin_architecture, usage_snippet
+from timm_transfusion.hub.layout import collect_files
 from timm_transfusion.init import BlockIndexError, InitOptionError, block_groups
 from timm_transfusion.models import SLIM_VARIANTS, SlimError, slim, slim_spec_of
 from timm_transfusion.models.costs import count_macs, count_parameters
@@ -383,6 +385,15 @@ def test_run_folder_of_a_slim_resnet_names_stock_resnet_with_its_widths(trained_
     assert not is_plugin_architecture(config["architecture"])
     assert "import timm_transfusion" not in usage_snippet(
         "alice/slim", architecture=config["architecture"], revision=None, multilabel=False
+    )
+
+
+def test_card_names_the_slim_model_and_the_stock_architecture_it_is_saved_as(trained_slim_run: Path) -> None:
+    run = load_run_folder(trained_slim_run)
+    card = render_card(run, repo_id="alice/retina-slim", files=collect_files(run))
+    assert (
+        "resnet18_slim2_w50 (stock timm `resnet18` with channels=[64, 128, 128, 256]) image classifier"
+        in str(card)
     )
 
 
