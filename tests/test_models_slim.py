@@ -26,7 +26,7 @@ from timm_transfusion.init import BlockIndexError, InitOptionError, block_groups
 from timm_transfusion.models import SLIM_VARIANTS, SlimError, slim, slim_spec_of
 from timm_transfusion.models.costs import count_macs, count_parameters
 from timm_transfusion.models.mobilenetv1 import DEFAULT_CHANNELS
-from timm_transfusion.models.slim import stock_export
+from timm_transfusion.models.slim import init_conflict, stock_export
 
 # group widths each registered variant must have: the base's, then round_to_8(width × base) from group reuse+1
 EXPECTED_WIDTHS = {
@@ -198,6 +198,19 @@ def test_transfusion_above_the_reused_groups_and_shape_bound_options_are_refused
     for option in (dict(init_stats="channel"), dict(init_bn="transfer")):
         with pytest.raises(InitOptionError, match="stats='tensor'"):
             timm.create_model("resnet18_slim2_w50", init="transfusion-2+meanvar", init_source=full, **option)
+
+
+def test_init_conflict_names_the_inits_a_slim_model_cannot_take_before_training() -> None:
+    for init in ("pretrained", "transfusion-4", "transfusion-4+meanvar"):
+        reason = init_conflict("mobilenetv1_025_slim3_w50", init)
+        assert reason and "transfusion-0..3" in reason
+    for init in ("random", "meanvar", "transfusion-3", "transfusion-0+meanvar"):
+        assert init_conflict("mobilenetv1_025_slim3_w50", init) is None
+    assert init_conflict("mobilenetv1_025", "pretrained") is None
+    full = timm.create_model("mobilenetv1_025")
+    for init in ("pretrained", "transfusion-4"):  # what the check predicts, the init itself refuses
+        with pytest.raises(timm_transfusion.init.InitError):
+            timm.create_model("mobilenetv1_025_slim3_w50", init=init, init_source=full)
 
 
 # -- transfusion-k from the full model ----------------------------------------------------------------------

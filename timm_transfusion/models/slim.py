@@ -19,6 +19,7 @@ layer1-2 as in resnet50 and layer3-4 at 25 % width.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,16 @@ from torch import nn
 
 from .cbr import CBR
 
-__all__ = ["SlimError", "SlimSpec", "slim", "slim_spec_of", "slim_widths", "stock_export", "SLIM_VARIANTS"]
+__all__ = [
+    "SLIM_VARIANTS",
+    "SlimError",
+    "SlimSpec",
+    "init_conflict",
+    "slim",
+    "slim_spec_of",
+    "slim_widths",
+    "stock_export",
+]
 
 WIDTH_DIVISOR = 8
 # data fields of a base's pretrained_cfg that describe its input and head, not its weights
@@ -201,6 +211,24 @@ def full_source_name(model: nn.Module) -> str | None:
     """The full model whose default pretrained weights initialize a slim `model`; None if not slim."""
     spec = slim_spec_of(model)
     return None if spec is None else spec.base
+
+
+def init_conflict(model_name: str, init: str) -> str | None:
+    """Why `init` cannot initialize the registered slim model `model_name` from its full base, or None.
+
+    Full transfer needs the full widths, and `transfusion-k` above the reused groups would copy tensors of
+    another shape; a grid checks this before training instead of failing part-way.
+    """
+    spec = SLIM_VARIANTS.get(model_name)
+    if spec is None:
+        return None
+    match = re.match(r"^transfusion-(\d+)", init)
+    if init == "pretrained" or (match and int(match.group(1)) > spec.reuse):
+        return (
+            f"{init} copies {spec.base}'s tensors above block group {spec.reuse}, where {model_name} is "
+            f"thinner; slim models take random, meanvar and transfusion-0..{spec.reuse}[+meanvar]"
+        )
+    return None
 
 
 def stock_export(model: nn.Module) -> dict[str, Any] | None:
