@@ -14,8 +14,8 @@ import timm
 import torch
 from hub_server import LocalHub
 from safetensors.torch import load_file
-from timm.models._builder import resolve_pretrained_cfg
-from timm.models._factory import create_model as stock_create_model
+from timm.models import create_model as stock_create_model
+from timm.models import resolve_pretrained_cfg
 
 import timm_transfusion
 from timm_transfusion.cli import main as cli_main

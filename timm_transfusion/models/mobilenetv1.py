@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from timm.models import generate_default_cfgs, register_model
-from timm.models._efficientnet_builder import decode_arch_def
-from timm.models.efficientnet import EfficientNet, _create_effnet, _gen_mobilenet_v1
+from timm.models.efficientnet import EfficientNet
+
+from .._timm import _create_effnet, _gen_mobilenet_v1, decode_arch_def
 
 STEM_WIDTH = 8
 DEFAULT_CHANNELS = (16, 32, 64, 128, 256)

@@ -27,9 +27,8 @@ from typing import Any
 import timm
 import torch
 from timm.layers import make_divisible
-from timm.models import generate_default_cfgs, register_model
-from timm.models._builder import resolve_pretrained_cfg
-from timm.models._factory import create_model as timm_create_model
+from timm.models import create_model as timm_create_model
+from timm.models import generate_default_cfgs, register_model, resolve_pretrained_cfg
 from timm.models.resnet import ResNet
 from torch import nn
 
