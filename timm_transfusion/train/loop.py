@@ -34,7 +34,7 @@ from ..data import (
     load_dataset_spec,
     normalize_on_device,
 )
-from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS
+from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_atomic, write_jsonl_atomic
 from .config import TrainConfig
 from .convergence import TrainHistory, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
@@ -48,8 +48,6 @@ from .run_folder import (
     prune_checkpoints,
     remove_stale_temporaries,
     temporary_twin,
-    write_json_atomic,
-    write_jsonl_atomic,
 )
 
 
