@@ -16,15 +16,10 @@ from timm.models import save_for_hf
 from ..errors import TransfusionError
 from ..files import TMP_PREFIX, default_file_mode
 from ..models.slim import stock_export
-from ..run_folder import (
-    CHECKPOINT_PREFIX,
-    CHECKPOINTS,
-    CONFIG,
-    RUN_CONTROL_KEYS,
-    SUMMARY,
-    TRAIN_ARGS,
-    WEIGHTS,
-)
+from ..run_folder import CHECKPOINT_PREFIX, CHECKPOINTS, CONFIG, SUMMARY, TRAIN_ARGS, WEIGHTS
+from ..run_folder import RUN_CONTROL_KEYS as RUN_CONTROL_KEYS  # re-exported: the schema owns them
+from ..run_folder import write_json_atomic as write_json_atomic
+from ..run_folder import write_jsonl_atomic as write_jsonl_atomic
 
 
 class OutputFolderError(TransfusionError, RuntimeError):
