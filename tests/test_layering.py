@@ -134,7 +134,7 @@ ALLOWED = {
     "viz": {"errors", "files"},
     "models": {"errors", "_timm"},
     "data": {"errors", "files"},
-    "init": {"errors", "files", "_timm", "source_kind"},
+    "init": {"errors", "files", "_timm", "source_kind", "models"},
     "(root)": {"errors", "init", "models"},
     "similarity": {"errors", "files", "source_kind", "run_folder", "viz", "models", "data", "init", "(root)"},
     "train": {
@@ -149,8 +149,8 @@ ALLOWED = {
         "similarity",
         "(root)",
     },
-    "hub": {"errors", "files", "source_kind", "run_folder", "viz", "init", "similarity", "(root)"},
-    "cli": {"errors", "train", "similarity", "hub", "(root)"},
+    "hub": {"errors", "files", "source_kind", "run_folder", "viz", "models", "init", "similarity", "(root)"},
+    "cli": {"errors", "models", "train", "similarity", "hub", "(root)"},
 }
 
 

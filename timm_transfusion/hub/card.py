@@ -127,12 +127,25 @@ def is_plugin_architecture(architecture: str) -> bool:
     return registered.__module__.startswith("timm_transfusion")
 
 
+def described_architecture(run: RunFolder) -> str:
+    """The trained model's name; a slim ResNet saved as stock timm's ResNet also says how it is rebuilt."""
+    trained = run.summary.get("model")
+    if not trained or trained == run.architecture:
+        return run.architecture
+    args = ", ".join(
+        f"{k}={_format(v)}" for k, v in run.config.get("model_args", {}).items() if k == "channels"
+    )
+    return f"{trained} (stock timm `{run.architecture}`{' with ' + args if args else ''})"
+
+
 def usage_snippet(repo_id: str, *, architecture: str, revision: str | None, multilabel: bool) -> str:
     """A script that loads the pushed model with stock timm and classifies one (random) image."""
     model_id = f"hf-hub:{repo_id}" + (f"@{revision}" if revision else "")
     lines = ["import timm", "import torch"]
     if is_plugin_architecture(architecture):
-        lines.append(f"import timm_transfusion  # registers the plugin architecture {architecture!r}")
+        lines.append(
+            f"import timm_transfusion  # registers {architecture!r}: stock timm cannot build it without the plugin"
+        )
     activation = "sigmoid()" if multilabel else "softmax(dim=-1)"
     lines += [
         "",
@@ -247,7 +260,7 @@ def render_card(
         title=repo_id.split("/")[-1],
         repo_id=repo_id,
         hub_url=hub_url or constants.ENDPOINT,
-        architecture=run.architecture,
+        architecture=described_architecture(run),
         num_classes=run.config.get("num_classes"),
         num_params=f"{count_parameters(run.path / 'model.safetensors'):,}",
         dataset=dataset,

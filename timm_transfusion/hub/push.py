@@ -11,6 +11,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ge
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
 from ..errors import TransfusionError
+from ..models.slim import stock_export
 from . import layout
 from .card import DEFAULT_LICENSE, render_card
 from .plots import add_missing_plots
@@ -53,7 +54,8 @@ def _stage_model(model: torch.nn.Module, folder: Path) -> RunFolder:
 
     from ..init.model_args import forget_init_keywords
 
-    timm.models.save_for_hf(forget_init_keywords(model), folder, safe_serialization=True)
+    stock = stock_export(model) or {}  # a slim ResNet is saved as stock timm's ResNet with its widths
+    timm.models.save_for_hf(forget_init_keywords(model), folder, safe_serialization=True, **stock)
     return load_run_folder(folder)
 
 

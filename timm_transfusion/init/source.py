@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from timm.models import clean_state_dict, create_model, load_state_dict, resolve_pretrained_cfg
 from torch import nn
 
+from ..models.slim import full_source_name
 from ..source_kind import local_path, source_kind
 from .errors import SourceError, SourceUnavailableError
 from .model_args import model_args as recreation_args
@@ -81,7 +82,16 @@ def resolve_source(source: Source | None, *, model: nn.Module) -> dict[str, torc
 
 
 def _default_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments."""
+    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments.
+
+    A slim hybrid has no weights of its own: its default is what its full base loads (same input args).
+    """
+    full = full_source_name(model)
+    if full is not None:
+        cfg = resolve_pretrained_cfg(full).to_dict()
+        _check_weights_location(full, cfg)
+        input_args = {k: v for k, v in recreation_args(model).items() if k in _INPUT_ARGS}
+        return _pretrained_state(full, input_args)
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     architecture = cfg.get("architecture")
     if not architecture:
