@@ -423,7 +423,7 @@ def test_cca_normalises_each_models_images_with_its_own_mean_and_std(tiny_npz, t
 def test_cca_checks_out_before_loading_models(out, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     argv = ["cca", "no_such_model", "no_such_model", "--dataset", "npz:x.npz", "--out", str(tmp_path / out)]
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("transfusion cca: error:") and err.count("\n") == 1
     assert "afile" in err and "no_such_model" not in err
@@ -441,7 +441,7 @@ def test_cca_reports_a_report_that_cannot_be_saved_in_one_line(tiny_npz, tmp_pat
 def test_cca_hints_at_img_size_for_a_fixed_size_model(tiny_npz, tmp_path, capsys):
     vit = "vit_tiny_patch16_224"  # built for 224 px only
     argv = _cca(vit, vit, "--no-pretrained", out=tmp_path / "o", dataset=tiny_npz)
-    assert main(argv) == 1
+    assert main(argv) == 2
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith("transfusion cca: error: model VisionTransformer cannot take 32x32 images")
     assert "Input height (32) doesn't match model (224)" in error
@@ -456,8 +456,8 @@ def test_cca_reports_bad_max_positions_in_one_line(tiny_npz, tmp_path, capsys):
         "--no-pretrained",
         "--max-positions",
         "0",
-        out=tmp_path,
+        out=tmp_path / "o",
         dataset=tiny_npz,
     )
-    assert main(argv) == 1
-    assert "max_positions must be a positive integer" in capsys.readouterr().err
+    assert main(argv) == 2
+    assert "--max-positions must be >= 1, got 0" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,31 +97,34 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_push)
 
 
-def _cca_failure(err: BaseException) -> int:
+def _cca_failure(err: BaseException, status: int) -> int:
     print(f"transfusion cca: error: {err}", file=sys.stderr)
-    return 1
-
-
-def _make_output_folder(folder: Path) -> None:
-    """Create --out now, so a bad path is found before any model is loaded."""
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"--out {folder} exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    return status
 
 
 def _run_cca(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import OptionError, check_cca
     from timm_transfusion.data import DatasetSpecError, LabelError
+    from timm_transfusion.similarity import SimilarityError
+    from timm_transfusion.train.model import ImageSizeError
 
-    out = Path(args.out)
-    created = not out.exists()
     try:
-        _make_output_folder(out)
-        return _compare_and_save(args, out)
-    except (RuntimeError, OSError, DatasetSpecError, LabelError, ValueError) as err:
-        return _cca_failure(err)
-    finally:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a failed run leaves no empty report folder behind
+        check_cca(args)
+        return _compare_and_save(args, Path(args.out))
+    except (OptionError, DatasetSpecError, LabelError, ImageSizeError, SimilarityError) as err:
+        return _cca_failure(err, 2)
+    except (RuntimeError, OSError, ValueError) as err:
+        return _cca_failure(err, 1)
+
+
+def _cca_provenance(args: argparse.Namespace, side: str, random: bool, seed: int) -> dict:
+    """One side of what ``cca`` compares, as the report records it."""
+    from timm_transfusion.cli_checks import looks_like_path
+
+    source = getattr(args, f"model_{side}")
+    folder = Path(source.removeprefix("local-dir:")).expanduser()
+    resolved = str(folder.resolve()) if looks_like_path(source) else None
+    return {"source": source, "folder": resolved, "random": random, "seed": seed if random else None}
 
 
 def _compare_and_save(args: argparse.Namespace, out: Path) -> int:
@@ -130,10 +134,9 @@ def _compare_and_save(args: argparse.Namespace, out: Path) -> int:
     from timm_transfusion.similarity.sources import default_img_size, image_batches, load_model, normalization
     from timm_transfusion.train.model import check_image_size
 
-    model_a = load_model(args.model_a, pretrained=not args.no_pretrained, seed=args.seed)
-    model_b = load_model(
-        args.model_b, pretrained=not (args.no_pretrained or args.random_b), seed=args.seed + 1
-    )
+    random_a, random_b = args.no_pretrained, args.no_pretrained or args.random_b
+    model_a = load_model(args.model_a, pretrained=not random_a, seed=args.seed)
+    model_b = load_model(args.model_b, pretrained=not random_b, seed=args.seed + 1)
     size = args.img_size or default_img_size(model_a)
     for model in (model_a, model_b):  # a fixed-size model (e.g. ViT) refuses other sizes: say so up front
         check_image_size(model, size)
@@ -148,6 +151,14 @@ def _compare_and_save(args: argparse.Namespace, out: Path) -> int:
         limit=args.limit,
         workers=args.workers,
     )
+    sides = {
+        "a": _cca_provenance(args, "a", random_a, args.seed),
+        "b": _cca_provenance(args, "b", random_b, args.seed + 1),
+    }
+    names = tuple(  # a random side says so wherever the report is shown (cards: "runs/x vs runs/x [random]")
+        side["source"] + (f" [random init, seed {side['seed']}]" if side["random"] else "")
+        for side in sides.values()
+    )
     report = compare(
         model_a,
         model_b,
@@ -159,9 +170,18 @@ def _compare_and_save(args: argparse.Namespace, out: Path) -> int:
         seed=args.seed,
         preprocess=preprocess,
         preprocess_b=normalization(model_b, size),
-        names=(args.model_a, args.model_b),
+        names=names,
         progress=True,
     )
+    data = {
+        "dataset": args.dataset,
+        "split": args.split,
+        "limit": args.limit,
+        "img_size": size,
+        "max_positions": args.max_positions,
+        "position_seed": args.seed,
+    }
+    report = dataclasses.replace(report, provenance={**sides, "data": data})
     paths = report.save(out)
     print(report.to_markdown())
     print("wrote " + ", ".join(str(path) for path in paths.values()))
