@@ -22,26 +22,35 @@ def _add_inits(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_inits)
 
 
-def _hub_failure(command: str, err: Exception) -> int:
+def _hub_failure(command: str, err: Exception, status: int) -> int:
     print(f"transfusion {command}: error: {err}", file=sys.stderr)
-    return 1
+    return status
 
 
 def _run_card(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import OptionError, check_publish
     from timm_transfusion.hub import ReportFolderError, RunFolderError, write_card
 
     try:
+        check_publish(args)
         path = write_card(
             args.run_dir,
             similarity=args.similarity,
             experiment=args.experiment,
             repo_id=args.repo_id,
             license=args.license,
+            force=args.force,
         )
-    except (RunFolderError, ReportFolderError) as err:
-        return _hub_failure("card", err)
+    except (OptionError, RunFolderError, ReportFolderError) as err:
+        return _hub_failure("card", err, 2)
     print(f"wrote {path}")
     return 0
+
+
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force", action="store_true", help="accept a similarity report whose model A is not this run"
+    )
 
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
@@ -51,12 +60,15 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--repo-id", metavar="USER/REPO", help="repo named in the card's usage snippet")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_card)
 
 
 def _run_push(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import OptionError, check_publish
     from timm_transfusion.hub import (
         MissingTokenError,
+        NothingToPushError,
         PushError,
         ReportFolderError,
         RunFolderError,
@@ -64,6 +76,7 @@ def _run_push(args: argparse.Namespace) -> int:
     )
 
     try:
+        check_publish(args)
         result = push_to_hub(
             args.run_dir,
             args.repo_id,
@@ -75,9 +88,12 @@ def _run_push(args: argparse.Namespace) -> int:
             similarity=args.similarity,
             experiment=args.experiment,
             license=args.license,
+            force=args.force,
         )
-    except (MissingTokenError, PushError, RunFolderError, ReportFolderError) as err:
-        return _hub_failure("push", err)
+    except (OptionError, MissingTokenError, RunFolderError, ReportFolderError) as err:
+        return _hub_failure("push", err, 2)
+    except (NothingToPushError, PushError) as err:
+        return _hub_failure("push", err, 1)
     print(result.pr_url or result.commit_url)
     return 0
 
@@ -94,6 +110,7 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--similarity", metavar="DIR", help="similarity report (`transfusion cca --out DIR`)")
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_push)
 
 
