@@ -279,7 +279,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_experiment(args: argparse.Namespace) -> int:
-    from timm_transfusion.train import USER_ERRORS, config_from_args
+    from timm_transfusion.train import USER_ERRORS, NoIntactCheckpointError, config_from_args
     from timm_transfusion.train.experiment import run_experiment
 
     inits = [name.strip() for name in args.inits.split(",") if name.strip()]
@@ -288,6 +288,12 @@ def _run_experiment(args: argparse.Namespace) -> int:
     except USER_ERRORS as err:
         print(f"transfusion experiment: error: {err}", file=sys.stderr)
         return 2
+    except NoIntactCheckpointError as err:
+        print(f"transfusion experiment: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:  # TrainingInterrupted names the step; rerunning resumes every cell
+        print(f"{err or 'interrupted'}; rerun the same command to continue the grid", file=sys.stderr)
+        return 130
     print(f"report: {paths['results.md']}")
     return 0
 

@@ -8,7 +8,7 @@ from ..files import read_jsonl
 from ..init.errors import InitError
 from .config import TrainConfig, TrainConfigError, add_train_arguments, config_from_args
 from .convergence import TrainHistory, steps_to_threshold
-from .loop import train
+from .loop import NoIntactCheckpointError, TrainingInterrupted, train
 from .model import ImageSizeError
 from .run_folder import OutputFolderError
 
@@ -18,10 +18,12 @@ USER_ERRORS = (DatasetSpecError, LabelError, ImageSizeError, OutputFolderError, 
 __all__ = [
     "USER_ERRORS",
     "ImageSizeError",
+    "NoIntactCheckpointError",
     "OutputFolderError",
     "TrainConfig",
     "TrainConfigError",
     "TrainHistory",
+    "TrainingInterrupted",
     "add_train_arguments",
     "run_from_args",
     "config_from_args",
@@ -33,7 +35,8 @@ __all__ = [
 
 
 def run_from_args(args: argparse.Namespace, *, prog: str = "error") -> int:
-    """Train from parsed arguments; a user mistake prints one line and returns 2. The process group is closed."""
+    """Train from parsed arguments; a user mistake prints one line and returns 2, a checkpoint that cannot be
+    resumed 1, Ctrl-C 130 (with the step and how to continue). The process group is closed."""
     from accelerate import PartialState
 
     try:
@@ -41,6 +44,12 @@ def run_from_args(args: argparse.Namespace, *, prog: str = "error") -> int:
     except USER_ERRORS as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
+    except NoIntactCheckpointError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:  # TrainingInterrupted says where; before training nothing was changed
+        print(str(err) or "interrupted before training started", file=sys.stderr)
+        return 130
     finally:
         PartialState().destroy_process_group()
     return 0
