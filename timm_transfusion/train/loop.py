@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from ..data import (
     load_dataset_spec,
     normalize_on_device,
 )
+from ..files import default_file_mode
 from .config import TrainConfig
 from .convergence import TrainHistory, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
@@ -305,6 +307,11 @@ def _save_checkpoint(config: TrainConfig, session: _Session) -> None:
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        for written in staging.iterdir():  # safetensors writes its files 0600; everything else is 0644
+            if written.is_file():
+                os.chmod(written, default_file_mode())
+        if final.exists():  # a corrupt checkpoint of this step that resuming skipped: replaced, never mixed
+            shutil.rmtree(final)
         staging.rename(final)
         prune_checkpoints(folder, config.keep_checkpoints)
     accelerator.wait_for_everyone()
