@@ -54,7 +54,8 @@ class ReportFolderError(ValueError):
 def _require(folder: Path, marker: str, what: str, made_by: str) -> None:
     if not (folder / marker).is_file():
         raise ReportFolderError(
-            f"{str(folder)!r} is not a {what} folder: no {marker} in it ({made_by} writes one)"
+            f"{str(folder)!r} is not {'an' if what[0] in 'aeiou' else 'a'} {what} folder: no {marker} in it "
+            f"({made_by} writes one)"
         )
 
 

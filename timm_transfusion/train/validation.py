@@ -37,7 +37,7 @@ LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
 )
 PRECISIONS = ("no", "fp16", "bf16")
 TRACKER_CHOICES = ("auto", "none")
-SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant", "wsd", "rsqrt")
+SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant", "wsd", "rsqrt", "plateau")
 
 
 class TrainConfigError(ValueError):
