@@ -320,3 +320,65 @@ def test_readme_reliability_table_lists_every_case_with_its_answer() -> None:
         assert re.search(pattern, answer), f"README's answer to {shown!r} no longer matches {pattern!r}"
         if status is not None:
             assert shown_status == str(status), shown
+
+
+# -- data read by its range, provenance ----------------------------------------------------------------
+def test_float_images_in_0_1_are_scaled_not_cast_to_black(tmp_path: Path) -> None:
+    import numpy as np
+
+    from timm_transfusion.data import load_dataset_spec
+
+    pixels = np.random.default_rng(1).random((4, 8, 8, 3)).astype(np.float32)
+    np.savez(tmp_path / "f.npz", train_images=pixels, train_labels=np.arange(4).reshape(-1, 1))
+    image = np.asarray(load_dataset_spec(f"npz:{tmp_path / 'f.npz'}", "train")[0]["image"])
+    assert np.array_equal(image, np.round(pixels[0] * 255).astype(np.uint8)) and image.max() > 200
+
+
+def test_label_gaps_are_accepted_when_num_classes_says_so(tmp_path: Path) -> None:
+    import numpy as np
+
+    from timm_transfusion.data import LabelError, label_info, load_dataset_spec
+
+    labels = np.array([0, 1, 2, 9]).reshape(-1, 1)
+    np.savez(tmp_path / "g.npz", train_images=np.zeros((4, 8, 8), np.uint8), train_labels=labels)
+    ds = load_dataset_spec(f"npz:{tmp_path / 'g.npz'}", "train")
+    with pytest.raises(LabelError, match="labels 3, 4, 5, 6, 7, 8 never occur"):
+        label_info(ds)
+    assert label_info(ds, num_classes=10).num_classes == 10
+
+
+def test_cca_report_records_what_was_compared_and_names_a_random_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    from reliability_cases import run_folder, tiny_npz
+
+    from timm_transfusion.hub import ReportFolderError, write_card
+
+    run, out = run_folder(tmp_path / "run"), tmp_path / "report"
+    tiny_npz(tmp_path)
+    argv = ["cca", str(run), str(run), "--random-b", "--dataset", f"npz:{tmp_path / 'tiny.npz'}"]
+    argv += ["--img-size", "32", "--seed", "3", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "similarity.json").read_text())
+    side_a, side_b = report["provenance"]["a"], report["provenance"]["b"]
+    assert side_a == {"source": str(run), "folder": str(run.resolve()), "random": False, "seed": None}
+    assert side_b == {"source": str(run), "folder": str(run.resolve()), "random": True, "seed": 4}
+    assert report["provenance"]["data"] == {
+        "dataset": f"npz:{tmp_path / 'tiny.npz'}",
+        "split": "test",
+        "limit": None,
+        "img_size": 32,
+        "max_positions": 64,
+        "position_seed": 3,
+    }
+    assert report["model_b"] == f"{run} [random init, seed 4]" and report["model_a"] == str(run)
+    assert all(layer["datapoints"] > 0 for layer in report["layers"])
+    markdown = (out / "similarity.md").read_text()
+    assert f"- B: `{run}` (random init of its architecture, seed 4, folder {run.resolve()})" in markdown
+    assert "random init" in write_card(run, similarity=out).read_text()  # A is this run: accepted
+
+    assert main([*argv[:3], "--no-pretrained", *argv[4:-1], str(tmp_path / "random-a")]) == 0
+    with pytest.raises(ReportFolderError, match="--force"):  # A was a random init, not the trained run
+        write_card(run, similarity=tmp_path / "random-a")
