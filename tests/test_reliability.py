@@ -220,7 +220,7 @@ def test_resume_into_a_new_folder_says_it_starts_a_new_run(
 def test_small_images_for_the_model_stride_get_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from timm_transfusion.train.model import SmallImageWarning
+    from timm_transfusion.models.checks import SmallImageWarning
 
     with pytest.warns(SmallImageWarning) as warned:
         assert main(argv_for([*TRAIN.split(), "--max-steps", "1", "--img-size", "16"], tmp_path / "out")) == 0

@@ -250,7 +250,7 @@ def test_random_b_compares_a_pretrained_run_with_a_random_init(mobilenet_weights
         "--out",
         str(tmp_path / "o"),
     ]
-    assert main(argv) == 1  # model B alone has no default weights to load
+    assert main(argv) == 2  # model B alone has no default weights to load: a user error
     assert main([*argv, "--random-b"]) == 0
     data = json.loads((tmp_path / "o" / "similarity.json").read_text())
     cka = [layer["values"]["linear_cka"] for layer in data["layers"]]

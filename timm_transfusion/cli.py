@@ -1,9 +1,16 @@
-"""The `transfusion` command: a thin layer that parses arguments and calls the library."""
+"""The `transfusion` command: a thin layer that parses arguments and calls the library.
+
+Exit codes, the same for every subcommand: 0 success; 2 a user error (bad arguments, or any
+`TransfusionError`: one line on stderr saying what to change; every option is checked before anything
+is written, see `cli_checks`); 130 Ctrl-C (train says at which step and how to resume); 1 a fault said in
+one line (no intact checkpoint to resume, a pull request with nothing to review) or anything else (a
+traceback: a bug or an environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
+neither accelerate, datasets nor evaluate.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,27 +29,70 @@ def _add_inits(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_inits)
 
 
-def _hub_failure(command: str, err: Exception, status: int) -> int:
-    print(f"transfusion {command}: error: {err}", file=sys.stderr)
-    return status
+def _run_models(args: argparse.Namespace) -> int:
+    import torch
+
+    from timm_transfusion.models.costs import costs_table, model_costs, plugin_models
+    from timm_transfusion.models.slim import SLIM_VARIANTS
+
+    names = args.models.split(",") if args.models else plugin_models()
+    unknown = [name for name in names if not _is_model(name)]
+    if unknown:
+        print(
+            f"transfusion models: error: unknown model {unknown[0]!r}; see timm.list_models()",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.costs:
+        for name in names:
+            spec = SLIM_VARIANTS.get(name)
+            detail = f"slim: {spec.base}, reuse {spec.reuse}, width {spec.width:g}" if spec else ""
+            print(f"{name:28s} {detail}".rstrip())
+        return 0
+    torch.set_num_threads(args.threads)
+    options = dict(batch_size=args.batch_size, rounds=args.rounds)
+    costs = [
+        model_costs(name, img_size=args.img_size, measure=not args.no_measure, **options) for name in names
+    ]
+    print(costs_table(costs))
+    return 0
+
+
+def _is_model(name: str) -> bool:
+    import timm
+
+    import timm_transfusion  # noqa: F401  (registers the plugin's models)
+
+    return timm.is_model(name)
+
+
+def _add_models(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list the plugin's models; --costs: params, GMACs, images/s"
+    )
+    parser.add_argument("--models", help="comma-separated timm names (default: every plugin model)")
+    parser.add_argument("--costs", action="store_true", help="print a cost table (markdown)")
+    parser.add_argument("--img-size", type=int, default=224, help="input size for GMACs and images/s")
+    parser.add_argument("--no-measure", action="store_true", help="count only; do not time images/s")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch size for timing (default 8)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per model (default 5)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for timing (default 1)")
+    parser.set_defaults(handler=_run_models)
 
 
 def _run_card(args: argparse.Namespace) -> int:
-    from timm_transfusion.cli_checks import OptionError, check_publish
-    from timm_transfusion.hub import ReportFolderError, RunFolderError, write_card
+    from timm_transfusion.cli_checks import check_publish
+    from timm_transfusion.hub import write_card
 
-    try:
-        check_publish(args)
-        path = write_card(
-            args.run_dir,
-            similarity=args.similarity,
-            experiment=args.experiment,
-            repo_id=args.repo_id,
-            license=args.license,
-            force=args.force,
-        )
-    except (OptionError, RunFolderError, ReportFolderError) as err:
-        return _hub_failure("card", err, 2)
+    check_publish(args)
+    path = write_card(
+        args.run_dir,
+        similarity=args.similarity,
+        experiment=args.experiment,
+        repo_id=args.repo_id,
+        license=args.license,
+        force=args.force,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -65,18 +115,11 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from timm_transfusion.cli_checks import OptionError, check_publish
-    from timm_transfusion.hub import (
-        MissingTokenError,
-        NothingToPushError,
-        PushError,
-        ReportFolderError,
-        RunFolderError,
-        push_to_hub,
-    )
+    from timm_transfusion.cli_checks import check_publish
+    from timm_transfusion.hub import NothingToPushError, push_to_hub
 
+    check_publish(args)
     try:
-        check_publish(args)
         result = push_to_hub(
             args.run_dir,
             args.repo_id,
@@ -90,10 +133,9 @@ def _run_push(args: argparse.Namespace) -> int:
             license=args.license,
             force=args.force,
         )
-    except (OptionError, MissingTokenError, RunFolderError, ReportFolderError) as err:
-        return _hub_failure("push", err, 2)
-    except (NothingToPushError, PushError) as err:
-        return _hub_failure("push", err, 1)
+    except NothingToPushError as err:  # not a mistake, but no pull request either: say so, exit 1
+        print(f"transfusion push: {err}", file=sys.stderr)
+        return 1
     print(result.pr_url or result.commit_url)
     return 0
 
@@ -114,94 +156,33 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_push)
 
 
-def _cca_failure(err: BaseException, status: int) -> int:
-    print(f"transfusion cca: error: {err}", file=sys.stderr)
-    return status
-
-
 def _run_cca(args: argparse.Namespace) -> int:
-    from timm_transfusion.cli_checks import OptionError, check_cca
-    from timm_transfusion.data import DatasetSpecError, LabelError
-    from timm_transfusion.similarity import SimilarityError
-    from timm_transfusion.train.model import ImageSizeError
+    from timm_transfusion.cli_checks import check_cca
+    from timm_transfusion.similarity.pipeline import compare_sources
+    from timm_transfusion.similarity.report import REPORT_FILES
 
-    try:
-        check_cca(args)
-        return _compare_and_save(args, Path(args.out))
-    except (OptionError, DatasetSpecError, LabelError, ImageSizeError, SimilarityError) as err:
-        return _cca_failure(err, 2)
-    except (RuntimeError, OSError, ValueError) as err:
-        return _cca_failure(err, 1)
-
-
-def _cca_provenance(args: argparse.Namespace, side: str, random: bool, seed: int) -> dict:
-    """One side of what ``cca`` compares, as the report records it."""
-    from timm_transfusion.cli_checks import looks_like_path
-
-    source = getattr(args, f"model_{side}")
-    folder = Path(source.removeprefix("local-dir:")).expanduser()
-    resolved = str(folder.resolve()) if looks_like_path(source) else None
-    return {"source": source, "folder": resolved, "random": random, "seed": seed if random else None}
-
-
-def _compare_and_save(args: argparse.Namespace, out: Path) -> int:
-    import torch
-
-    from timm_transfusion.similarity import compare
-    from timm_transfusion.similarity.sources import default_img_size, image_batches, load_model, normalization
-    from timm_transfusion.train.model import check_image_size
-
-    random_a, random_b = args.no_pretrained, args.no_pretrained or args.random_b
-    model_a = load_model(args.model_a, pretrained=not random_a, seed=args.seed)
-    model_b = load_model(args.model_b, pretrained=not random_b, seed=args.seed + 1)
-    size = args.img_size or default_img_size(model_a)
-    for model in (model_a, model_b):  # a fixed-size model (e.g. ViT) refuses other sizes: say so up front
-        check_image_size(model, size)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model_a, model_b = model_a.to(device), model_b.to(device)
-    loader, preprocess = image_batches(
-        args.dataset,
-        model_a,
+    check_cca(args)
+    report = compare_sources(
+        args.model_a,
+        args.model_b,
+        dataset=args.dataset,
+        out=args.out,
         split=args.split,
-        img_size=size,
-        batch_size=args.batch_size,
         limit=args.limit,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
         workers=args.workers,
-    )
-    sides = {
-        "a": _cca_provenance(args, "a", random_a, args.seed),
-        "b": _cca_provenance(args, "b", random_b, args.seed + 1),
-    }
-    names = tuple(  # a random side says so wherever the report is shown (cards: "runs/x vs runs/x [random]")
-        side["source"] + (f" [random init, seed {side['seed']}]" if side["random"] else "")
-        for side in sides.values()
-    )
-    report = compare(
-        model_a,
-        model_b,
-        loader,
         metrics=args.metrics,
         layers=args.layers,
         max_positions=args.max_positions,
         epsilon=args.epsilon,
+        pretrained=not args.no_pretrained,
+        random_b=args.random_b,
         seed=args.seed,
-        preprocess=preprocess,
-        preprocess_b=normalization(model_b, size),
-        names=names,
-        progress=True,
+        device=args.device,
     )
-    data = {
-        "dataset": args.dataset,
-        "split": args.split,
-        "limit": args.limit,
-        "img_size": size,
-        "max_positions": args.max_positions,
-        "position_seed": args.seed,
-    }
-    report = dataclasses.replace(report, provenance={**sides, "data": data})
-    paths = report.save(out)
     print(report.to_markdown())
-    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    print("wrote " + ", ".join(str(Path(args.out) / f"similarity.{kind}") for kind in REPORT_FILES))
     return 0
 
 
@@ -216,7 +197,7 @@ def _layer_spec(text: str) -> str | tuple[str, str]:
 
 
 def _add_cca(subparsers: argparse._SubParsersAction) -> None:
-    from timm_transfusion.similarity import METRIC_FUNCTIONS
+    from timm_transfusion.similarity.compare import METRIC_FUNCTIONS
 
     parser = subparsers.add_parser("cca", help="layer-wise (SV/PW)CCA and CKA between two models")
     parser.add_argument(
@@ -279,16 +260,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_experiment(args: argparse.Namespace) -> int:
-    from timm_transfusion.train import USER_ERRORS, NoIntactCheckpointError, config_from_args
+    from timm_transfusion.train import NoIntactCheckpointError, config_from_args
     from timm_transfusion.train.experiment import run_experiment
 
     inits = [name.strip() for name in args.inits.split(",") if name.strip()]
     try:
         paths = run_experiment(config_from_args(args), inits=inits, seeds=args.seeds, source=args.source)
-    except USER_ERRORS as err:
-        print(f"transfusion experiment: error: {err}", file=sys.stderr)
-        return 2
-    except NoIntactCheckpointError as err:
+    except NoIntactCheckpointError as err:  # a fault, not a user mistake: one line, exit 1
         print(f"transfusion experiment: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:  # TrainingInterrupted names the step; rerunning resumes every cell
@@ -320,8 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="transfusion",
         description="Transfusion tools for timm models: initializers, similarity, fine-tuning, Hub.",
     )
-    subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
     _add_inits(subparsers)  # in the order of the data flow: init → train → compare → publish
+    _add_models(subparsers)
     _add_train(subparsers)
     _add_experiment(subparsers)
     _add_cca(subparsers)
@@ -331,8 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; exit codes as in the module docstring (argparse itself exits 2 on bad usage)."""
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    from timm_transfusion.errors import TransfusionError
+
+    try:
+        return args.handler(args)
+    except TransfusionError as err:
+        print(f"transfusion {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # train and experiment say at which step; elsewhere nothing was half-written
+        print(f"transfusion {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

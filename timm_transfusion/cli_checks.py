@@ -11,12 +11,10 @@ import argparse
 import re
 from pathlib import Path
 
-from .files import TMP_PREFIX
-
-REPORT_NAMES = frozenset(f"similarity.{kind}" for kind in ("json", "csv", "md", "png"))
+from .errors import TransfusionError
 
 
-class OptionError(ValueError):
+class OptionError(TransfusionError, ValueError):
     """A command-line option with a bad value, found before anything was written."""
 
 
@@ -25,21 +23,17 @@ def at_least(option: str, value: float | None, low: float) -> None:
         raise OptionError(f"{option} must be >= {low}, got {value}")
 
 
-def looks_like_path(source: str) -> bool:
-    """Run folders and files name a path; timm names (``resnet50.a1_in1k``) and hub ids do not."""
-    if source.startswith("hf-hub:"):
-        return False
-    return source.startswith(("local-dir:", ".", "~")) or "/" in source or "\\" in source
-
-
 def check_model_source(option: str, source: str) -> None:
     """A run folder / ``local-dir:`` that exists and holds config.json, ``hf-hub:…``, or a timm model name."""
     import timm
 
     import timm_transfusion  # noqa: F401  (registers the project's architectures)
 
-    if looks_like_path(source):
-        path = Path(source.removeprefix("local-dir:")).expanduser()
+    from .source_kind import local_path, source_kind
+
+    kind = source_kind(source)
+    if kind in ("local-dir", "folder", "file"):
+        path = local_path(source)
         if not path.exists():
             raise OptionError(f"{option} {source!r}: {str(path)!r} does not exist")
         if not path.is_dir() or not (path / "config.json").is_file():
@@ -48,7 +42,7 @@ def check_model_source(option: str, source: str) -> None:
                 "training (or timm's save_for_hf), hf-hub:ORG/NAME or a timm model name"
             )
         return
-    if source.startswith("hf-hub:"):
+    if kind == "hf-hub":
         return
     architecture = source.partition(".")[0]
     if not timm.is_model(architecture):
@@ -58,28 +52,6 @@ def check_model_source(option: str, source: str) -> None:
         raise OptionError(
             f"{option} {source!r} is neither an existing run folder nor a timm model name{hint} "
             "(also accepted: local-dir:PATH, hf-hub:ORG/NAME)"
-        )
-
-
-def check_report_folder(out: Path) -> None:
-    """``--out`` is new, empty, or holds an earlier similarity report (which the new one replaces)."""
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise OptionError(f"--out {str(out)!r}: {str(parent)!r} is a file, not a folder")
-            break
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise OptionError(f"--out {str(out)!r} exists and is not a folder")
-    others = sorted(
-        p.name for p in out.iterdir() if p.name not in REPORT_NAMES and not p.name.startswith(TMP_PREFIX)
-    )
-    if others:
-        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-        raise OptionError(
-            f"--out {str(out)!r} is not empty and holds no similarity report ({shown}); refusing to write "
-            "into it: choose a new or empty folder"
         )
 
 
@@ -101,6 +73,7 @@ def check_device(device: str | None) -> None:
 def check_cca(args: argparse.Namespace) -> None:
     """``transfusion cca``: numbers, device, both models, the dataset spec and ``--out``."""
     from .data import DatasetSpecError, parse_spec
+    from .similarity.pipeline import check_report_folder
 
     for option, value, low in (
         ("--limit", args.limit, 1),
@@ -117,7 +90,7 @@ def check_cca(args: argparse.Namespace) -> None:
         parse_spec(args.dataset)
     except DatasetSpecError as error:
         raise OptionError(f"--dataset: {error}") from error
-    check_report_folder(Path(args.out))
+    check_report_folder(Path(args.out))  # the library's own check, run before the models are looked at
     check_model_source("RUN_OR_MODEL_A", args.model_a)
     check_model_source("RUN_OR_MODEL_B", args.model_b)
 

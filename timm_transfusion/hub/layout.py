@@ -19,6 +19,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ..errors import TransfusionError
 from .run import RunFolder
 
 REPORTS = "reports"
@@ -47,7 +48,7 @@ EXPERIMENT_REPORT = {
 }
 
 
-class ReportFolderError(ValueError):
+class ReportFolderError(TransfusionError, ValueError):
     """A similarity or experiment folder passed in lacks the file that identifies it."""
 
 

@@ -10,6 +10,7 @@ weights are what `timm.create_model(..., pretrained=True)` gives the model itsel
 
 from __future__ import annotations
 
+import pickle
 import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,17 +22,23 @@ from urllib.parse import urlparse
 import timm
 import torch
 from huggingface_hub import constants
-from timm.models import get_model_args, load_state_dict
-from timm.models._builder import resolve_pretrained_cfg
-from timm.models._factory import create_model as timm_create_model
-from timm.models._helpers import clean_state_dict
+from safetensors import SafetensorError
+from timm.models import clean_state_dict, create_model, load_state_dict, resolve_pretrained_cfg
 from torch import nn
 
+from ..models.slim import full_source_name
+from ..source_kind import local_path, source_kind
 from .errors import SourceError, SourceUnavailableError
+from .model_args import model_args as recreation_args
 
 Source = str | Path | Mapping[str, torch.Tensor] | nn.Module
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
+# What reading a corrupt or foreign weights file raises: safetensors, pickle and torch's zip reader have no
+# common base class. Anything else (a bug, memory) propagates as itself.
+_UNREADABLE = (SafetensorError, pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError)
+# What fetching pretrained weights raises: network and cache errors (OSError), timm's "no such tag/weights"
+# (RuntimeError), a state dict that does not fit (RuntimeError), a malformed name (ValueError).
+_UNLOADABLE = (OSError, RuntimeError, ValueError)
 _CHECKPOINT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 _INPUT_ARGS = ("in_chans", "img_size")
 _HOW_TO_PASS_LOCAL = (
@@ -53,20 +60,18 @@ def resolve_source(source: Source | None, *, model: nn.Module) -> dict[str, torc
     if not isinstance(source, (str, Path)):
         raise SourceError(f"unsupported init source of type {type(source).__name__}; " + _HOW_TO_PASS_LOCAL)
     text = str(source)
-    input_args = {k: v for k, v in get_model_args(model).items() if k in _INPUT_ARGS}
-    if text.startswith("local-dir:") and not Path(text.removeprefix("local-dir:")).expanduser().is_dir():
-        raise SourceError(
-            f"init source {text!r}: the folder {text.removeprefix('local-dir:')!r} does not exist"
-        )
-    if text.startswith(("hf-hub:", "local-dir:")):
+    input_args = {k: v for k, v in recreation_args(model).items() if k in _INPUT_ARGS}
+    kind = source_kind(text)
+    if kind == "local-dir" and not local_path(text).is_dir():
+        raise SourceError(f"init source {text!r}: the folder {str(local_path(text))!r} does not exist")
+    if kind in ("hf-hub", "local-dir"):
         return _pretrained_state(text, input_args)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return _pretrained_state(f"local-dir:{path}", input_args)
-    if path.is_file():
-        return _read_weights_file(path)
-    if path.suffix in WEIGHT_SUFFIXES or "/" in text or "\\" in text:
-        raise SourceError(f"init source file {text!r} does not exist")
+    if kind == "folder":
+        return _pretrained_state(f"local-dir:{local_path(text)}", input_args)
+    if kind == "file":
+        if not local_path(text).is_file():
+            raise SourceError(f"init source file {text!r} does not exist")
+        return _read_weights_file(local_path(text))
     architecture, _, tag = text.partition(".")
     if not timm.is_model(architecture):
         raise SourceError(
@@ -84,7 +89,16 @@ def resolve_source(source: Source | None, *, model: nn.Module) -> dict[str, torc
 
 
 def _default_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments."""
+    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments.
+
+    A slim hybrid has no weights of its own: its default is what its full base loads (same input args).
+    """
+    full = full_source_name(model)
+    if full is not None:
+        cfg = resolve_pretrained_cfg(full).to_dict()
+        _check_weights_location(full, cfg)
+        input_args = {k: v for k, v in recreation_args(model).items() if k in _INPUT_ARGS}
+        return _pretrained_state(full, input_args)
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     architecture = cfg.get("architecture")
     if not architecture:
@@ -92,7 +106,7 @@ def _default_weights(model: nn.Module) -> dict[str, torch.Tensor]:
             f"no init source given and {type(model).__name__} has no pretrained_cfg; " + _HOW_TO_PASS_LOCAL
         )
     _check_weights_location(architecture, cfg)
-    return _pretrained_state(architecture, get_model_args(model), pretrained_cfg=cfg)
+    return _pretrained_state(architecture, recreation_args(model), pretrained_cfg=cfg)
 
 
 def _check_weights_location(name: str, cfg: dict[str, Any]) -> None:
@@ -122,7 +136,9 @@ def _unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         checkpoint = load_state_dict(str(path))
-    except Exception as error:  # safetensors, pickle and zip errors have no common base class
+    except torch.OutOfMemoryError:
+        raise
+    except _UNREADABLE as error:
         raise SourceError(
             f"could not read weights file {str(path)!r} ({type(error).__name__}: {error})"
         ) from error
@@ -189,10 +205,12 @@ def _pretrained_state(model_name: str, model_args: dict[str, Any], **kwargs: Any
     try:
         if _needs_hub(model_name, kwargs):
             with _offline_when_unreachable() as offline:
-                model = timm_create_model(model_name, pretrained=True, **model_args, **kwargs)
+                model = create_model(model_name, pretrained=True, **model_args, **kwargs)
         else:
-            model = timm_create_model(model_name, pretrained=True, **model_args, **kwargs)
-    except Exception as error:  # hub, url and file loaders raise unrelated exception types
+            model = create_model(model_name, pretrained=True, **model_args, **kwargs)
+    except torch.OutOfMemoryError:
+        raise
+    except _UNLOADABLE as error:
         if offline:
             raise SourceUnavailableError(
                 f"could not load pretrained weights for {model_name!r}: the Hub ({constants.ENDPOINT}) cannot be "

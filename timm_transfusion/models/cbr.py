@@ -17,15 +17,22 @@ tabled above (parameter counts in the README, checked by tests/test_models.py).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 from timm.layers import SelectAdaptivePool2d
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
+
+from .._timm import feature_take_indices
+from ..errors import TransfusionError
 
 __all__ = ["CBR"]
+
+
+class OutputFormatError(TransfusionError, ValueError):
+    """`forward_intermediates` was asked for a layout other than NCHW."""
 
 
 class ConvBnReLUPool(nn.Module):
@@ -60,7 +67,7 @@ class CBR(nn.Module):
         self.grad_checkpointing = False
         self.stem = ConvBnReLUPool(in_chans, widths[0], kernel_size)
         self.stages = nn.Sequential(
-            *[ConvBnReLUPool(c_in, c_out, kernel_size) for c_in, c_out in zip(widths[:-1], widths[1:])]
+            *[ConvBnReLUPool(c_in, c_out, kernel_size) for c_in, c_out in itertools.pairwise(widths)]
         )
         self.feature_info = [dict(num_chs=widths[0], reduction=2, module="stem")]
         self.feature_info += [
@@ -100,7 +107,7 @@ class CBR(nn.Module):
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Forward that also returns the output of the stem and of each stage (indices as in timm)."""
         if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+            raise OutputFormatError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(self.stages) + 1, indices)
         blocks = [self.stem, *self.stages]
         if stop_early:

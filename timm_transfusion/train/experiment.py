@@ -21,8 +21,8 @@ from safetensors.torch import load_file
 
 from ..files import read_jsonl, write_text_atomic
 from ..init.registry import resolve_init
-from ..init.source import WEIGHT_SUFFIXES
 from ..similarity import SimilarityReport
+from ..source_kind import local_path, source_kind
 from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train
@@ -43,11 +43,9 @@ def check_grid(inits: list[str], seeds: list[int], source: str | None) -> None:
         raise TrainConfigError("--seeds must be at least 1")
     for init in inits:
         resolve_init(init)
-    if source is None or source.startswith("hf-hub:"):
+    if source is None or source_kind(source) in ("hf-hub", "timm"):
         return
-    path = Path(source.removeprefix("local-dir:"))
-    looks_local = source.startswith("local-dir:") or path.suffix in WEIGHT_SUFFIXES or "/" in source
-    if looks_local and not path.exists():
+    if not local_path(source).exists():
         raise TrainConfigError(f"--source {source!r} does not exist")
 
 

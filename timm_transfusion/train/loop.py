@@ -36,9 +36,11 @@ from ..data import (
     normalize_on_device,
 )
 from ..files import default_file_mode
+from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_atomic, write_jsonl_atomic
 from .config import TrainConfig
 from .convergence import TrainHistory, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
+from .faults import NoIntactCheckpointError, TrainingInterrupted
 from .model import check_image_size, create_model
 from .run_folder import (
     all_checkpoints,
@@ -49,8 +51,6 @@ from .run_folder import (
     prune_checkpoints,
     remove_stale_temporaries,
     temporary_twin,
-    write_json_atomic,
-    write_jsonl_atomic,
 )
 
 
@@ -131,8 +131,8 @@ def _check_inputs(config: TrainConfig, state: PartialState, *, build_model: bool
             f"({config.batch_size} x {state.num_processes} processes); lower --batch-size"
         )
     holds = check_output_folder(folder, config.to_json(), resume=config.resume, overwrite=config.overwrite)
-    if holds == "same" and config.resume and (folder / "summary.json").is_file():
-        return json.loads((folder / "summary.json").read_text())
+    if holds == "same" and config.resume and (folder / SUMMARY).is_file():
+        return json.loads((folder / SUMMARY).read_text())
     img_size = config.img_size or max(train_ds[0]["image"].size)
     model = create_model(config, labels.num_classes) if build_model else None
     if model is not None:
@@ -150,7 +150,7 @@ def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> 
         if inputs.start_over:
             clear_run_folder(folder)
         remove_stale_temporaries(folder)
-        write_json_atomic(folder / "train_args.json", config.to_json())
+        write_json_atomic(folder / TRAIN_ARGS, config.to_json())
     state.wait_for_everyone()
 
 
@@ -206,14 +206,6 @@ def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
     return session
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training: says at which step and how to continue (the CLI prints it and exits 130)."""
-
-
-class NoIntactCheckpointError(RuntimeError):
-    """``--resume`` found checkpoints but none of them can be loaded."""
-
-
 def _load_newest_intact(accelerator: Accelerator, folder: Path) -> Path | None:
     """``load_state`` from the newest checkpoint that loads; a corrupt one is reported and skipped.
 
@@ -254,9 +246,7 @@ def _resume(config: TrainConfig, session: _Session, inputs: _Inputs) -> None:
         checkpoint = _load_newest_intact(accelerator, folder)
         if checkpoint is not None:
             accelerator.print(f"resumed {folder} from {checkpoint.name} (step {history.step})")
-        elif (folder / "train_args.json").is_file() and any(
-            p.name != "train_args.json" for p in folder.iterdir()
-        ):
+        elif inputs.held == "same":
             hint = "" if config.checkpoint_every else " (--checkpoint-every 0 saves none)"
             accelerator.print(f"--resume: {folder} has no checkpoint{hint}; starting this run over at step 0")
         else:
@@ -287,7 +277,7 @@ def _evaluate_and_record(config: TrainConfig, session: _Session, labels: LabelIn
     session.history.records.append(record)
     accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=session.step)
     if accelerator.is_main_process:
-        write_jsonl_atomic(Path(config.output) / "metrics.jsonl", session.history.records)
+        write_jsonl_atomic(Path(config.output) / METRICS, session.history.records)
     return predictions
 
 
@@ -421,11 +411,11 @@ def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions
             label_names=inputs.labels.names,
         )
         if config.save_predictions:
-            staging = temporary_twin(folder / "eval_predictions.npz")
+            staging = temporary_twin(folder / PREDICTIONS)
             with staging.open("wb") as handle:
                 np.savez(handle, **predictions)
-            staging.replace(folder / "eval_predictions.npz")
-        write_json_atomic(folder / "summary.json", summary)
+            staging.replace(folder / PREDICTIONS)
+        write_json_atomic(folder / SUMMARY, summary)
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # not end_training(): the process group may serve further runs
         tracker.finish()

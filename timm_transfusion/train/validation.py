@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import TransfusionError
+
 if TYPE_CHECKING:
     from .config import TrainConfig
 
@@ -40,7 +42,7 @@ TRACKER_CHOICES = ("auto", "none")
 SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant", "wsd", "rsqrt", "plateau")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(TransfusionError, ValueError):
     """A training option outside its valid range, or a name no library knows."""
 
 
