@@ -382,3 +382,21 @@ def test_cca_report_records_what_was_compared_and_names_a_random_side(
     assert main([*argv[:3], "--no-pretrained", *argv[4:-1], str(tmp_path / "random-a")]) == 0
     with pytest.raises(ReportFolderError, match="--force"):  # A was a random init, not the trained run
         write_card(run, similarity=tmp_path / "random-a")
+
+
+def test_quick_and_full_demo_never_share_run_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    outputs = []
+
+    def record_output(output: Path, quick: bool) -> dict[str, Path]:
+        outputs.append(output)
+        return dict.fromkeys(("results.md", "convergence.png", "filters.png", "representations.png"), output)
+
+    monkeypatch.setattr(demo, "synthetic_demo", record_output)
+    assert demo.main(["--quick"]) == 0 and demo.main([]) == 0
+    quick, full = outputs
+    assert quick != full and quick not in full.parents and full not in quick.parents
