@@ -111,7 +111,13 @@ def check_optimizer(config: TrainConfig) -> None:
         create_optimizer_v2(
             torch.nn.Linear(1, 1), opt=config.opt, lr=config.lr, weight_decay=config.weight_decay
         )
-    except Exception as error:  # optional packages (bitsandbytes, apex) and devices raise their own types
+    except (
+        ImportError,
+        AssertionError,
+        RuntimeError,
+        TypeError,
+        ValueError,
+    ) as error:  # bitsandbytes, apex, devices
         raise TrainConfigError(f"--opt {config.opt!r} cannot be used here: {error}") from error
 
 
