@@ -9,9 +9,9 @@ import warnings
 import pytest
 import timm
 import torch
-from timm.models._manipulate import group_with_matcher
 
 from timm_transfusion import similarity
+from timm_transfusion._timm import group_with_matcher
 from timm_transfusion.init import block_groups
 from timm_transfusion.init.groups import TiedTensorWarning, tied_keys
 from timm_transfusion.init.sampling import mean_std
