@@ -19,7 +19,8 @@ A check that an init refuses with its documented error (`GroupMatcherError`: no 
 "refused"; anything else raised is a failure, shown as its type and first line.
 
 Run:  OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/zoo_sweep.py --out runs/zoo
-      (--models a,b,c checks those names instead; the table is written as zoo.md and zoo.json)
+      (--models a,b,c checks those names instead; the table is written as zoo.md and zoo.json). The
+      choice of models is kept in benchmarks/zoo_models.json; --choices NEW.json chooses afresh.
 """
 
 from __future__ import annotations
@@ -357,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/zoo"))
     parser.add_argument("--models", help="comma-separated model names instead of one per module")
-    parser.add_argument("--choices", type=Path, help="JSON {model: module}: read if it exists, else written")
+    parser.add_argument(
+        "--choices",
+        type=Path,
+        default=Path(__file__).with_name("zoo_models.json"),
+        help="JSON {model: module}: read if it exists, else chosen (about 1,400 meta builds) and written",
+    )
     args = parser.parse_args(argv)
     assert timm_transfusion.__name__  # the import registers the plugin's modules (cbr, mobilenetv1, …)
     start = time.perf_counter()
