@@ -1,8 +1,10 @@
 """The `transfusion` command: a thin layer that parses arguments and calls the library.
 
 Exit codes, the same for every subcommand: 0 success; 2 a user error (bad arguments, or any
-`TransfusionError`: one line on stderr saying what to change); 1 anything else (a traceback: a bug or an
-environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
+`TransfusionError`: one line on stderr saying what to change; every option is checked before anything
+is written, see `cli_checks`); 130 Ctrl-C (train says at which step and how to resume); 1 a fault said in
+one line (no intact checkpoint to resume, a pull request with nothing to review) or anything else (a
+traceback: a bug or an environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
 neither accelerate, datasets nor evaluate.
 """
 
@@ -27,18 +29,78 @@ def _add_inits(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_inits)
 
 
+def _run_models(args: argparse.Namespace) -> int:
+    import torch
+
+    from timm_transfusion.models.costs import costs_table, model_costs, plugin_models
+    from timm_transfusion.models.slim import SLIM_VARIANTS
+
+    names = args.models.split(",") if args.models else plugin_models()
+    unknown = [name for name in names if not _is_model(name)]
+    if unknown:
+        print(
+            f"transfusion models: error: unknown model {unknown[0]!r}; see timm.list_models()",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.costs:
+        for name in names:
+            spec = SLIM_VARIANTS.get(name)
+            detail = f"slim: {spec.base}, reuse {spec.reuse}, width {spec.width:g}" if spec else ""
+            print(f"{name:28s} {detail}".rstrip())
+        return 0
+    torch.set_num_threads(args.threads)
+    options = dict(batch_size=args.batch_size, rounds=args.rounds)
+    costs = [
+        model_costs(name, img_size=args.img_size, measure=not args.no_measure, **options) for name in names
+    ]
+    print(costs_table(costs))
+    return 0
+
+
+def _is_model(name: str) -> bool:
+    import timm
+
+    import timm_transfusion  # noqa: F401  (registers the plugin's models)
+
+    return timm.is_model(name)
+
+
+def _add_models(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list the plugin's models; --costs: params, GMACs, images/s"
+    )
+    parser.add_argument("--models", help="comma-separated timm names (default: every plugin model)")
+    parser.add_argument("--costs", action="store_true", help="print a cost table (markdown)")
+    parser.add_argument("--img-size", type=int, default=224, help="input size for GMACs and images/s")
+    parser.add_argument("--no-measure", action="store_true", help="count only; do not time images/s")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch size for timing (default 8)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per model (default 5)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for timing (default 1)")
+    parser.set_defaults(handler=_run_models)
+
+
 def _run_card(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_publish
     from timm_transfusion.hub import write_card
 
+    check_publish(args)
     path = write_card(
         args.run_dir,
         similarity=args.similarity,
         experiment=args.experiment,
         repo_id=args.repo_id,
         license=args.license,
+        force=args.force,
     )
     print(f"wrote {path}")
     return 0
+
+
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force", action="store_true", help="accept a similarity report whose model A is not this run"
+    )
 
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
@@ -48,24 +110,32 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--repo-id", metavar="USER/REPO", help="repo named in the card's usage snippet")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_card)
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from timm_transfusion.hub import push_to_hub
+    from timm_transfusion.cli_checks import check_publish
+    from timm_transfusion.hub import NothingToPushError, push_to_hub
 
-    result = push_to_hub(
-        args.run_dir,
-        args.repo_id,
-        private=args.private,
-        revision=args.revision,
-        create_pr=args.create_pr,
-        token=args.token,
-        commit_message=args.message,
-        similarity=args.similarity,
-        experiment=args.experiment,
-        license=args.license,
-    )
+    check_publish(args)
+    try:
+        result = push_to_hub(
+            args.run_dir,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            create_pr=args.create_pr,
+            token=args.token,
+            commit_message=args.message,
+            similarity=args.similarity,
+            experiment=args.experiment,
+            license=args.license,
+            force=args.force,
+        )
+    except NothingToPushError as err:  # not a mistake, but no pull request either: say so, exit 1
+        print(f"transfusion push: {err}", file=sys.stderr)
+        return 1
     print(result.pr_url or result.commit_url)
     return 0
 
@@ -82,13 +152,16 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--similarity", metavar="DIR", help="similarity report (`transfusion cca --out DIR`)")
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_push)
 
 
 def _run_cca(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_cca
     from timm_transfusion.similarity.pipeline import compare_sources
     from timm_transfusion.similarity.report import REPORT_FILES
 
+    check_cca(args)
     report = compare_sources(
         args.model_a,
         args.model_b,
@@ -187,11 +260,18 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_experiment(args: argparse.Namespace) -> int:
-    from timm_transfusion.train import config_from_args
+    from timm_transfusion.train import NoIntactCheckpointError, config_from_args
     from timm_transfusion.train.experiment import run_experiment
 
     inits = [name.strip() for name in args.inits.split(",") if name.strip()]
-    paths = run_experiment(config_from_args(args), inits=inits, seeds=args.seeds, source=args.source)
+    try:
+        paths = run_experiment(config_from_args(args), inits=inits, seeds=args.seeds, source=args.source)
+    except NoIntactCheckpointError as err:  # a fault, not a user mistake: one line, exit 1
+        print(f"transfusion experiment: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:  # TrainingInterrupted names the step; rerunning resumes every cell
+        print(f"{err or 'interrupted'}; rerun the same command to continue the grid", file=sys.stderr)
+        return 130
     print(f"report: {paths['results.md']}")
     return 0
 
@@ -220,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
     _add_inits(subparsers)  # in the order of the data flow: init → train → compare → publish
+    _add_models(subparsers)
     _add_train(subparsers)
     _add_experiment(subparsers)
     _add_cca(subparsers)
@@ -238,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransfusionError as err:
         print(f"transfusion {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # train and experiment say at which step; elsewhere nothing was half-written
+        print(f"transfusion {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
