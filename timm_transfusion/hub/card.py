@@ -128,11 +128,9 @@ def count_parameters(weights: Path) -> int:
 
 def is_plugin_architecture(architecture: str) -> bool:
     """True when ``architecture`` is registered by timm-transfusion rather than stock timm."""
-    import timm
+    from ..models.origin import is_plugin_model
 
-    if not timm.models.is_model(architecture):
-        return True
-    return timm.models.model_entrypoint(architecture).__module__.startswith("timm_transfusion")
+    return is_plugin_model(architecture)
 
 
 def described_architecture(run: RunFolder) -> str:
