@@ -22,11 +22,12 @@ from safetensors.torch import load_file
 from ..files import read_jsonl, write_text_atomic
 from ..init.registry import resolve_init
 from ..similarity import SimilarityReport
-from ..source_kind import WEIGHT_SUFFIXES
+from ..source_kind import local_path, source_kind
 from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train
 from .model import create_model
+from .preflight import check_cells
 from .representations import change_table, eval_images, representation_change, write_representation_change
 
 
@@ -42,11 +43,9 @@ def check_grid(inits: list[str], seeds: list[int], source: str | None) -> None:
         raise TrainConfigError("--seeds must be at least 1")
     for init in inits:
         resolve_init(init)
-    if source is None or source.startswith("hf-hub:"):
+    if source is None or source_kind(source) in ("hf-hub", "timm"):
         return
-    path = Path(source.removeprefix("local-dir:"))
-    looks_local = source.startswith("local-dir:") or path.suffix in WEIGHT_SUFFIXES or "/" in source
-    if looks_local and not path.exists():
+    if not local_path(source).exists():
         raise TrainConfigError(f"--source {source!r} does not exist")
 
 
@@ -55,19 +54,23 @@ def run_grid(
 ) -> dict[str, list[dict]]:
     """Train every (init, seed) into ``base.output/runs``; returns the summaries grouped by init."""
     check_grid(inits, seeds, source)
+    cells = {
+        (init, seed): replace(
+            base,
+            init=init,
+            init_source=source if resolve_init(init)[0].needs_source else None,
+            seed=seed,
+            init_seed=seed,
+            output=str(Path(base.output) / "runs" / run_name(init, seed)),
+            resume=True,
+        )
+        for init in inits
+        for seed in seeds
+    }
+    check_cells(list(cells.values()))  # the whole grid, before the first cell trains
     summaries: dict[str, list[dict]] = {}
-    for init in inits:
-        for seed in seeds:
-            config = replace(
-                base,
-                init=init,
-                init_source=source if resolve_init(init)[0].needs_source else None,
-                seed=seed,
-                init_seed=seed,
-                output=str(Path(base.output) / "runs" / run_name(init, seed)),
-                resume=True,
-            )
-            summaries.setdefault(init, []).append(train(config))
+    for (init, _), config in cells.items():
+        summaries.setdefault(init, []).append(train(config))
     return summaries
 
 

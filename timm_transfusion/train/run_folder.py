@@ -16,15 +16,10 @@ from timm.models import save_for_hf
 from ..errors import TransfusionError
 from ..files import TMP_PREFIX, default_file_mode
 from ..models.slim import stock_export
-from ..run_folder import (
-    CHECKPOINT_PREFIX,
-    CHECKPOINTS,
-    CONFIG,
-    RUN_CONTROL_KEYS,
-    SUMMARY,
-    TRAIN_ARGS,
-    WEIGHTS,
-)
+from ..run_folder import CHECKPOINT_PREFIX, CHECKPOINTS, CONFIG, SUMMARY, TRAIN_ARGS, WEIGHTS
+from ..run_folder import RUN_CONTROL_KEYS as RUN_CONTROL_KEYS  # re-exported: the schema owns them
+from ..run_folder import write_json_atomic as write_json_atomic
+from ..run_folder import write_jsonl_atomic as write_jsonl_atomic
 
 
 class OutputFolderError(TransfusionError, RuntimeError):
@@ -79,11 +74,10 @@ def checkpoint_dir(folder: Path, step: int) -> Path:
     return folder / CHECKPOINTS / f"{CHECKPOINT_PREFIX}{step:08d}"
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """Newest complete checkpoint (half-written ones live under a ``.tmp-`` name and are ignored)."""
+def all_checkpoints(folder: Path) -> list[Path]:
+    """Renamed-into-place checkpoints, oldest first (half-written ones live under a ``.tmp-`` name)."""
     root = folder / CHECKPOINTS
-    done = sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()) if root.is_dir() else []
-    return done[-1] if done else None
+    return sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()) if root.is_dir() else []
 
 
 def temporary_twin(path: Path) -> Path:
