@@ -32,7 +32,8 @@ def _add_inits(subparsers: argparse._SubParsersAction) -> None:
 def _run_models(args: argparse.Namespace) -> int:
     import torch
 
-    from timm_transfusion.models.costs import costs_table, model_costs, plugin_models
+    from timm_transfusion.models.costs import costs_table, model_costs
+    from timm_transfusion.models.origin import plugin_models
     from timm_transfusion.models.slim import SLIM_VARIANTS
 
     names = args.models.split(",") if args.models else plugin_models()
