@@ -29,6 +29,8 @@ from .loop import train
 from .model import create_model
 from .representations import change_table, eval_images, representation_change, write_representation_change
 
+REPORT_FILES = ("results.md", "results.csv", "convergence.png", "filters.png", "representations.png")
+
 
 def run_name(init: str, seed: int) -> str:
     return f"{init}-seed{seed}"
@@ -203,33 +205,52 @@ def init_effects(
     return filters, changes
 
 
+def write_report(
+    base: TrainConfig, summaries: dict[str, dict[int, dict]], *, source: str | None
+) -> dict[str, Path]:
+    """The report of the finished runs ``summaries[init][seed]`` (a grid in progress may lack some) into
+    ``base.output``: results.md/.csv, convergence.png, and for the inits whose first seed has finished,
+    filters.png and representations.*. Returns the paths written."""
+    from ..viz.convergence import plot_convergence
+    from ..viz.filters import plot_filters
+
+    folder = Path(base.output)
+    inits = [init for init, runs in summaries.items() if runs]
+    first_seed = min(seed for init in inits for seed in summaries[init])
+    complete = [init for init in inits if first_seed in summaries[init]]
+    with torch.random.fork_rng(devices=[]):  # rebuilding the inits must not move the caller's RNG
+        filters, changes = init_effects(base, complete, first_seed, source)
+    write_representation_change(folder, changes)
+    grouped = {init: [summaries[init][seed] for seed in sorted(summaries[init])] for init in inits}
+    write_results(folder, grouped, base.auc_thresholds, base=base, source=source, changes=changes)
+    curves = {
+        init: [
+            read_jsonl(folder / "runs" / run_name(init, s) / "metrics.jsonl") for s in sorted(summaries[init])
+        ]
+        for init in inits
+    }
+    title = f"{base.model} on {base.dataset}"
+    plot_convergence(curves, folder / "convergence.png", thresholds=base.auc_thresholds, title=title)
+    plot_filters(
+        filters, folder / "filters.png", title=f"First-layer filters, {base.model} (seed {first_seed})"
+    )
+    return report_paths(folder)
+
+
+def report_paths(folder: Path) -> dict[str, Path]:
+    return {name: folder / name for name in REPORT_FILES}
+
+
 def run_experiment(
     base: TrainConfig, *, inits: list[str], seeds: int | list[int], source: str | None
 ) -> dict[str, Path]:
     """Run the grid and write the report; returns the paths of results.md/.csv, convergence.png, filters.png."""
     from accelerate import PartialState
 
-    from ..viz.convergence import plot_convergence
-    from ..viz.filters import plot_filters
-
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    folder = Path(base.output)
-    summaries = run_grid(base, inits=inits, seeds=seed_list, source=source)
-    names = ("results.md", "results.csv", "convergence.png", "filters.png", "representations.png")
-    paths = {name: folder / name for name in names}
+    grouped = run_grid(base, inits=inits, seeds=seed_list, source=source)
+    summaries = {init: dict(zip(seed_list, runs)) for init, runs in grouped.items()}
     if PartialState().is_main_process:
-        with torch.random.fork_rng(devices=[]):  # rebuilding the inits must not move the caller's RNG
-            filters, changes = init_effects(base, inits, seed_list[0], source)
-        write_representation_change(folder, changes)
-        write_results(folder, summaries, base.auc_thresholds, base=base, source=source, changes=changes)
-        curves = {
-            init: [read_jsonl(folder / "runs" / run_name(init, s) / "metrics.jsonl") for s in seed_list]
-            for init in inits
-        }
-        title = f"{base.model} on {base.dataset}"
-        plot_convergence(curves, paths["convergence.png"], thresholds=base.auc_thresholds, title=title)
-        plot_filters(
-            filters, paths["filters.png"], title=f"First-layer filters, {base.model} (seed {seed_list[0]})"
-        )
+        write_report(base, summaries, source=source)
     PartialState().wait_for_everyone()
-    return paths
+    return report_paths(Path(base.output))
