@@ -4,12 +4,13 @@ A lock is a small JSON file (pid, host, a random token, start time) that appears
 complete temporary file, which fails when the lock exists) and works on shared file systems where
 ``flock`` may not. Its holder refreshes the file's modification time (a heartbeat); a lock is stale when its
 holder is a dead process on this host, or when its heartbeat is older than ``stale_after`` seconds (a node
-that died or was pre-empted). A stale lock is broken by renaming it aside and checking that the renamed file
-is still the stale one, so two workers breaking it at once cannot both win.
+that died or was pre-empted). One worker at a time breaks a stale lock (under a ``.breaking`` guard file), so
+two workers breaking it at once cannot both win.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 from ..files import TMP_PREFIX
 
 DEFAULT_STALE_AFTER = 600.0
+BREAK_TIMEOUT_S = 60.0  # breaking a lock takes milliseconds
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class CellLock:
 
     def acquire(self) -> bool:
         """Take the lock if it is free or stale; True when this object now holds it."""
-        for _ in range(3):  # free -> taken; stale -> broken -> taken; a race lost -> look again
+        for _ in range(5):  # free -> taken; stale -> broken -> taken; a race lost -> look again
             if self._create():
                 self.held = True
                 return True
@@ -110,18 +112,20 @@ class CellLock:
                 self.path.unlink(missing_ok=True)
             self.held = False
 
-    def _create(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _create(self, path: Path | None = None) -> bool:
+        """Make ``path`` (default: the lock) appear complete, or fail when it exists."""
+        path = path or self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "token": self.token,
             "started": time.time(),
         }
-        staging = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-{self.token}")
+        staging = path.with_name(f"{TMP_PREFIX}{path.name}-{self.token}")
         staging.write_text(json.dumps(record) + "\n")
         try:
-            os.link(staging, self.path)
+            os.link(staging, path)
         except FileExistsError:
             return False
         finally:
@@ -129,20 +133,32 @@ class CellLock:
         return True
 
     def _break(self, stale: LockHolder) -> bool:
-        """Move the stale lock aside; if what was moved is not the stale lock (a worker re-took it in
-        between), put it back and report failure."""
-        aside = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-broken-{self.token}")
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:  # someone else broke it first
-            return True
-        moved = read_holder(aside)
-        if moved is not None and moved.token != stale.token:
-            try:
-                os.link(aside, self.path)
-            except FileExistsError:
+        """Remove the stale lock; False when it turned out not to be stale. Only the worker holding the
+        ``.breaking`` guard may break, and it checks again under the guard, so a fresh lock taken by another
+        worker in the meantime is never removed."""
+        guard = self.path.with_name(self.path.name + ".breaking")
+        if not self._create(guard):
+            try:  # another worker is breaking it; a guard older than BREAK_TIMEOUT_S was left by a killed one
+                if time.time() - guard.stat().st_mtime > BREAK_TIMEOUT_S:
+                    guard.unlink(missing_ok=True)
+            except FileNotFoundError:
                 pass
+            return True
+        try:
+            current = read_holder(self.path)
+            if current is None:
+                return True
+            if current.token != stale.token or not is_stale(current, self.stale_after):
+                return False
+            aside = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-broken-{self.token}")
+            os.rename(self.path, aside)
+            moved = read_holder(aside)
+            if moved is not None and moved.token != stale.token:  # its holder released, another re-took it
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, self.path)
+                aside.unlink(missing_ok=True)
+                return False
             aside.unlink(missing_ok=True)
-            return False
-        aside.unlink(missing_ok=True)
-        return True
+            return True
+        finally:
+            guard.unlink(missing_ok=True)
