@@ -1,7 +1,8 @@
 """The training loop: dataset spec -> Dataset -> timm transform -> model -> accelerate loop -> run folder.
 
-One linear story, like accelerate's ``complete_cv_example``: check every input, make the Accelerator, data, model,
-optimizer and scheduler, ``prepare`` them once, (resume,) train with periodic evaluation and checkpoints, export.
+``train`` reads as five named steps, like accelerate's ``complete_cv_example``: check every input, prepare the
+Accelerator, data, model, optimizer and scheduler together, resume, train (with periodic evaluation and
+checkpoints), export. The training loss stays on the device between evaluations: no host sync per batch.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,14 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import GradientAccumulationPlugin, is_tensorboard_available
+from datasets import Dataset
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from tqdm.auto import tqdm
 
 from ..data import (
     LabelError,
+    LabelInfo,
     TransformedDataset,
     build_transform,
     check_labels,
@@ -66,26 +70,43 @@ def _tracker_config(config: TrainConfig) -> dict:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.to_json().items()}
 
 
-def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int, keep: int) -> None:
-    """``save_state`` into a temporary folder, renamed into place only once every process has written."""
-    final = checkpoint_dir(folder, step)
-    staging = temporary_twin(final)
-    accelerator.save_state(str(staging))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        staging.rename(final)
-        prune_checkpoints(folder, keep)
-    accelerator.wait_for_everyone()
+@dataclass
+class _Inputs:
+    """Everything step 1 checked: the two splits, their labels, the image size and the initialized model."""
+
+    train_ds: Dataset
+    eval_ds: Dataset
+    labels: LabelInfo
+    img_size: int
+    model: torch.nn.Module
+    start_over: bool
 
 
-def train(config: TrainConfig) -> dict:
-    """Fine-tune ``config.model`` on ``config.dataset``; returns the run's summary (also in summary.json)."""
-    state = PartialState(cpu=_multi_cpu())
-    folder = Path(config.output)
-    where = f"{config.dataset} [{{}}]"
+@dataclass
+class _Session:
+    """The prepared objects of one training (step 2) plus its progress counters."""
 
-    # 1. Check every input before any training starts.
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    train_set: TransformedDataset
+    train_loader: torch.utils.data.DataLoader
+    eval_loader: torch.utils.data.DataLoader
+    data_config: dict
+    history: TrainHistory = field(default_factory=TrainHistory)
+    step: int = 0
+    micro_batch: int = 0
+    start_time: float = 0.0
+    # Training loss summed since the last evaluation, on the device (float64: the same sums as Python floats).
+    running_loss: torch.Tensor | None = None
+    running_count: int = 0
+
+
+def _check_inputs(config: TrainConfig, state: PartialState) -> _Inputs | dict:
+    """Step 1: validate the config, data, labels, output folder and image size; the summary if already done."""
     config.validate()
+    folder, where = Path(config.output), f"{config.dataset} [{{}}]"
     kwargs = {"image_column": config.image_column, "label_column": config.label_column}
     train_ds = load_dataset_spec(config.dataset, config.train_split, **kwargs)
     eval_ds = load_dataset_spec(config.dataset, config.eval_split, **kwargs)
@@ -98,23 +119,34 @@ def train(config: TrainConfig) -> dict:
             f"({config.batch_size} x {state.num_processes} processes); lower --batch-size"
         )
     holds = check_output_folder(folder, config.to_json(), resume=config.resume, overwrite=config.overwrite)
-    start_over = holds == "different" or (holds == "same" and not config.resume)
     if holds == "same" and config.resume and (folder / "summary.json").is_file():
         return json.loads((folder / "summary.json").read_text())
     img_size = config.img_size or max(train_ds[0]["image"].size)
     model = create_model(config, labels.num_classes)
     check_image_size(model, img_size)
-    state.wait_for_everyone()  # every process has checked the folder before the main one writes to it
+    start_over = holds == "different" or (holds == "same" and not config.resume)
+    return _Inputs(train_ds, eval_ds, labels, img_size, model, start_over)
+
+
+def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> None:
+    """Every process has checked the folder before the main one clears it and writes train_args.json."""
+    folder = Path(config.output)
+    state.wait_for_everyone()
     if state.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
-        if start_over:
+        if inputs.start_over:
             clear_run_folder(folder)
         remove_stale_temporaries(folder)
         write_json_atomic(folder / "train_args.json", config.to_json())
     state.wait_for_everyone()
 
-    # 2. Accelerator, data, optimizer and scheduler, prepared together. One process may run several trainings
-    # (an experiment grid), each with its own precision; the process group (PartialState) is kept.
+
+def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
+    """Step 2: Accelerator, data, optimizer and scheduler, prepared together.
+
+    One process may run several trainings (an experiment grid), each with its own precision; the process group
+    (PartialState) is kept.
+    """
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         cpu=_multi_cpu(),
@@ -124,20 +156,24 @@ def train(config: TrainConfig) -> dict:
         ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
         log_with=_trackers(config),
-        project_dir=str(folder),
+        project_dir=config.output,
     )
-    data_config = data_config_for(model, img_size)
+    data_config = data_config_for(inputs.model, inputs.img_size)
     train_set = TransformedDataset(
-        train_ds, build_transform(data_config, training=True, augment=config.augment), seed=config.seed
+        inputs.train_ds, build_transform(data_config, training=True, augment=config.augment), seed=config.seed
     )
-    eval_set = TransformedDataset(eval_ds, build_transform(data_config, training=False), seed=config.seed)
+    eval_set = TransformedDataset(
+        inputs.eval_ds, build_transform(data_config, training=False), seed=config.seed
+    )
     train_loader = torch.utils.data.DataLoader(
         train_set, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers
     )
     eval_loader = torch.utils.data.DataLoader(
         eval_set, batch_size=config.eval_batch_size or config.batch_size, num_workers=config.workers
     )
-    optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = create_optimizer_v2(
+        inputs.model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay
+    )
     scheduler, _ = create_scheduler_v2(
         optimizer,
         sched=config.sched,
@@ -148,91 +184,139 @@ def train(config: TrainConfig) -> dict:
         updates_per_epoch=1,
     )
     model, optimizer, train_loader, eval_loader = accelerator.prepare(
-        model, optimizer, train_loader, eval_loader
+        inputs.model, optimizer, train_loader, eval_loader
     )
-    history = TrainHistory()
-    accelerator.register_for_checkpointing(history, *([scheduler] if scheduler is not None else []))
+    session = _Session(
+        accelerator, model, optimizer, scheduler, train_set, train_loader, eval_loader, data_config
+    )
+    accelerator.register_for_checkpointing(session.history, *([scheduler] if scheduler is not None else []))
+    return session
 
-    # 3. Resume: restore model, optimizer, RNG, scheduler and history; skip the batches already seen.
+
+def _resume(config: TrainConfig, session: _Session, start_over: bool) -> None:
+    """Step 3: restore model, optimizer, RNG, scheduler and history from the newest checkpoint, if any."""
+    folder, accelerator, history = Path(config.output), session.accelerator, session.history
     checkpoint = latest_checkpoint(folder) if config.resume and not start_over else None
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         accelerator.print(f"resumed {folder} from {checkpoint.name} (step {history.step})")
     if accelerator.trackers == [] and _trackers(config):
         accelerator.init_trackers("logs", config=_tracker_config(config))
+    session.step, session.micro_batch = history.step, history.step * config.grad_accum
+    session.start_time = time.perf_counter() - history.elapsed_s
+    dtype = torch.float32 if accelerator.device.type == "mps" else torch.float64
+    session.running_loss = torch.tensor(history.running_loss, dtype=dtype, device=accelerator.device)
+    session.running_count = history.running_count
 
-    # 4. Train.
-    batches_per_epoch = len(train_loader)
-    step, start_time = history.step, time.perf_counter() - history.elapsed_s
-    micro_batch, last_eval_step = step * config.grad_accum, None
-    running_loss, running_count = history.running_loss, history.running_count
+
+def _evaluate_and_record(config: TrainConfig, session: _Session, labels: LabelInfo) -> dict:
+    """Evaluate, append the record to the history and metrics.jsonl, log it; returns the predictions."""
+    accelerator = session.accelerator
+    metrics, predictions = evaluate_model(
+        accelerator, session.model, session.eval_loader, session.data_config, labels
+    )
+    record = {
+        "step": session.step,
+        "epoch": session.micro_batch / len(session.train_loader),
+        "train_loss": session.running_loss.item() / session.running_count if session.running_count else None,
+        "lr": session.optimizer.param_groups[0]["lr"],
+        "elapsed_s": time.perf_counter() - session.start_time,
+        **metrics,
+    }
+    session.history.records.append(record)
+    accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=session.step)
+    if accelerator.is_main_process:
+        write_jsonl_atomic(Path(config.output) / "metrics.jsonl", session.history.records)
+    return predictions
+
+
+def _sync_history(session: _Session) -> None:
+    """Copy the progress counters into the checkpointed history (one host sync, at checkpoint/export time)."""
+    history = session.history
+    history.step, history.elapsed_s = session.step, time.perf_counter() - session.start_time
+    history.running_loss, history.running_count = session.running_loss.item(), session.running_count
+
+
+def _save_checkpoint(config: TrainConfig, session: _Session) -> None:
+    """``save_state`` into a temporary folder, renamed into place only once every process has written."""
+    accelerator, folder = session.accelerator, Path(config.output)
+    _sync_history(session)
+    final = checkpoint_dir(folder, session.step)
+    staging = temporary_twin(final)
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        staging.rename(final)
+        prune_checkpoints(folder, config.keep_checkpoints)
+    accelerator.wait_for_everyone()
+
+
+def _optimizer_step(config: TrainConfig, session: _Session, batch: dict, labels: LabelInfo) -> bool:
+    """One micro-batch forward/backward (and the optimizer step when it completes an accumulation).
+
+    Returns whether gradients were synchronised, i.e. whether this micro-batch ended an optimizer step.
+    """
+    accelerator, model, optimizer = session.accelerator, session.model, session.optimizer
+    with accelerator.accumulate(model):
+        logits = model(normalize_on_device(batch["pixel_values"], session.data_config))
+        loss = task_loss(logits, batch["label"], labels.multilabel)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and config.clip_grad:
+            accelerator.clip_grad_norm_(model.parameters(), config.clip_grad)
+        optimizer.step()
+        optimizer.zero_grad()
+    session.micro_batch += 1
+    session.running_loss += loss.detach().to(session.running_loss.dtype)
+    session.running_count += 1
+    return accelerator.sync_gradients
+
+
+def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> dict:
+    """Step 4: optimizer steps up to ``max_steps``, evaluating and checkpointing on schedule; the last predictions."""
+    accelerator, history = session.accelerator, session.history
+    batches_per_epoch, last_eval_step, predictions = len(session.train_loader), None, None
     progress = tqdm(
         total=config.max_steps,
-        initial=step,
+        initial=session.step,
         disable=not (accelerator.is_local_main_process and config.progress),
     )
-    if scheduler is not None:
-        scheduler.step_update(step)
-    model.train()
-
-    def evaluate_and_record() -> dict:
-        metrics, predictions = evaluate_model(accelerator, model, eval_loader, data_config, labels)
-        record = {
-            "step": step,
-            "epoch": micro_batch / batches_per_epoch,
-            "train_loss": running_loss / running_count if running_count else None,
-            "lr": optimizer.param_groups[0]["lr"],
-            "elapsed_s": time.perf_counter() - start_time,
-            **metrics,
-        }
-        history.records.append(record)
-        accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
-        if accelerator.is_main_process:
-            write_jsonl_atomic(folder / "metrics.jsonl", history.records)
-        return predictions
-
-    predictions = None
-    while step < config.max_steps:
-        epoch, offset = divmod(micro_batch, batches_per_epoch)
-        train_set.set_epoch(epoch)
-        train_loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(train_loader, offset) if offset else train_loader
+    if session.scheduler is not None:
+        session.scheduler.step_update(session.step)
+    session.model.train()
+    while session.step < config.max_steps:
+        epoch, offset = divmod(session.micro_batch, batches_per_epoch)
+        session.train_set.set_epoch(epoch)
+        session.train_loader.set_epoch(epoch)
+        loader = session.train_loader
+        batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         for batch in batches:
-            with accelerator.accumulate(model):
-                logits = model(normalize_on_device(batch["pixel_values"], data_config))
-                loss = task_loss(logits, batch["label"], labels.multilabel)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.clip_grad:
-                    accelerator.clip_grad_norm_(model.parameters(), config.clip_grad)
-                optimizer.step()
-                optimizer.zero_grad()
-            micro_batch += 1
-            running_loss, running_count = running_loss + loss.item(), running_count + 1
-            if not accelerator.sync_gradients:
+            if not _optimizer_step(config, session, batch, labels):
                 continue
-            step += 1
+            session.step += 1
+            step = session.step
             progress.update(1)
-            if scheduler is not None:
-                scheduler.step_update(step)
+            if session.scheduler is not None:
+                session.scheduler.step_update(step)
             if step % config.eval_every == 0 or step == config.max_steps:
-                predictions, last_eval_step = evaluate_and_record(), step
+                predictions, last_eval_step = _evaluate_and_record(config, session, labels), step
                 progress.set_postfix(auc=f"{history.records[-1]['auc']:.3f}")
-                running_loss, running_count = 0.0, 0
+                session.running_loss.zero_()
+                session.running_count = 0
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.max_steps:
-                history.step, history.elapsed_s = step, time.perf_counter() - start_time
-                history.running_loss, history.running_count = running_loss, running_count
-                _save_checkpoint(accelerator, folder, step, config.keep_checkpoints)
+                _save_checkpoint(config, session)
             if step >= config.max_steps:
                 break
     progress.close()
-    if last_eval_step != step:
-        predictions = evaluate_and_record()
+    if last_eval_step != session.step:
+        predictions = _evaluate_and_record(config, session, labels)
+    return predictions
 
-    # 5. Export: weights + config (timm-loadable), predictions, then summary.json last (marks the run complete).
-    history.step, history.elapsed_s = step, time.perf_counter() - start_time
-    accelerator.wait_for_everyone()
+
+def _summary(config: TrainConfig, session: _Session, inputs: _Inputs) -> dict:
+    """The run's summary.json: what was trained, on what, and how it ended."""
+    history, labels = session.history, inputs.labels
     final = history.records[-1]
-    summary = {
+    return {
         "model": config.model,
         "init": config.init,
         "init_source": config.init_source,
@@ -243,19 +327,30 @@ def train(config: TrainConfig) -> dict:
         "num_classes": labels.num_classes,
         "multilabel": labels.multilabel,
         "label_names": labels.names,
-        "img_size": img_size,
-        "steps": step,
-        "num_processes": accelerator.num_processes,
-        "train_samples": len(train_ds),
-        "eval_samples": len(eval_ds),
+        "img_size": inputs.img_size,
+        "steps": session.step,
+        "num_processes": session.accelerator.num_processes,
+        "train_samples": len(inputs.train_ds),
+        "eval_samples": len(inputs.eval_ds),
         "final": {k: v for k, v in final.items() if k not in ("step", "epoch", "elapsed_s", "lr")},
         "best_auc": max(r["auc"] for r in history.records),
         "steps_to_threshold": steps_to_threshold(history.records, config.auc_thresholds),
         "wall_time_s": history.elapsed_s,
     }
+
+
+def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions: dict) -> dict:
+    """Step 5: weights + config (timm-loadable), predictions, then summary.json last (marks the run complete)."""
+    accelerator, folder = session.accelerator, Path(config.output)
+    _sync_history(session)
+    accelerator.wait_for_everyone()
+    summary = _summary(config, session, inputs)
     if accelerator.is_main_process:
         export_model(
-            accelerator.unwrap_model(model), folder, data_config=data_config, label_names=labels.names
+            accelerator.unwrap_model(session.model),
+            folder,
+            data_config=session.data_config,
+            label_names=inputs.labels.names,
         )
         if config.save_predictions:
             staging = temporary_twin(folder / "eval_predictions.npz")
@@ -266,5 +361,19 @@ def train(config: TrainConfig) -> dict:
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # not end_training(): the process group may serve further runs
         tracker.finish()
-    accelerator.print(f"run complete: {folder} (final AUC {final['auc']:.4f} at step {step})")
+    final_auc = session.history.records[-1]["auc"]
+    accelerator.print(f"run complete: {folder} (final AUC {final_auc:.4f} at step {session.step})")
     return summary
+
+
+def train(config: TrainConfig) -> dict:
+    """Fine-tune ``config.model`` on ``config.dataset``; returns the run's summary (also in summary.json)."""
+    state = PartialState(cpu=_multi_cpu())
+    inputs = _check_inputs(config, state)
+    if isinstance(inputs, dict):  # this run already finished: its summary
+        return inputs
+    _claim_folder(config, inputs, state)
+    session = _prepare(config, inputs)
+    _resume(config, session, inputs.start_over)
+    predictions = _train_steps(config, session, inputs.labels)
+    return _export(config, session, inputs, predictions)
