@@ -212,3 +212,33 @@ def test_killed_cells_are_resumed_by_the_next_worker_and_reported_meanwhile(tmp_
     same_run(exp / "runs" / "random-seed1", two_jobs_grid / "runs" / "random-seed1")
     assert not (exp / "cells" / "random-seed1.failed.json").exists()
     assert not (exp / "cells" / "random-seed1.lock").exists()
+
+
+def test_a_second_training_in_one_process_matches_a_fresh_process_or_is_refused(tmp_path, one_torch_thread):
+    """Without accelerate's private state reset, train() may run again in a process with the same precision
+    (the result equals a fresh process's, bit for bit); another precision is refused before anything is
+    written, naming the way out."""
+    from timm_transfusion.train import TrainConfig, TrainConfigError, train
+
+    options = dict(
+        model="test_resnet", dataset="synthetic:fundus:train=32,val=16", batch_size=16, max_steps=3
+    )
+    options.update(eval_every=3, progress=False, log_with="none")
+    train(TrainConfig(**options, output=str(tmp_path / "first"), seed=1))
+    train(TrainConfig(**options, output=str(tmp_path / "second"), seed=2))
+    fresh = tmp_path / "fresh"
+    script = [sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "test_resnet", "--seed", "2"]
+    script += ["--dataset", options["dataset"], "--batch-size", "16", "--max-steps", "3", "--eval-every", "3"]
+    subprocess.run(
+        [*script, "--no-progress", "--log-with", "none", "--output", str(fresh)],
+        check=True,
+        env={**os.environ, **ENV},
+        cwd=ROOT,
+        capture_output=True,
+    )
+    same_run(tmp_path / "second", fresh)
+    with pytest.raises(
+        TrainConfigError, match=r"--mixed-precision 'bf16': this process already trained.*own process"
+    ):
+        train(TrainConfig(**options, output=str(tmp_path / "bf16"), mixed_precision="bf16"))
+    assert not (tmp_path / "bf16").exists()
