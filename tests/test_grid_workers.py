@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -242,3 +243,17 @@ def test_a_second_training_in_one_process_matches_a_fresh_process_or_is_refused(
     ):
         train(TrainConfig(**options, output=str(tmp_path / "bf16"), mixed_precision="bf16"))
     assert not (tmp_path / "bf16").exists()
+
+
+@pytest.mark.slow
+def test_a_cell_can_be_multi_process_under_torchrun(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    one_seed = [*GRID[: GRID.index("--seeds") + 1], "1", *GRID[GRID.index("--seeds") + 2 :]]
+    exp = tmp_path / "exp"
+    assert main(["experiment", "plan", *one_seed, "--output", str(exp)]) == 0
+    torchrun = f"{sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port {port}"
+    assert main(["experiment", "run", str(exp), "--launcher", torchrun, "--no-progress"]) == 0
+    summary = json.loads((exp / "runs" / "random-seed0" / "summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["steps"] == 8

@@ -6,6 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from timm_transfusion.train.grid import Cell, Plan
 
 
 def _run_inits(args: argparse.Namespace) -> int:
@@ -249,7 +253,7 @@ def _experiment_failure(err: Exception) -> int:
     return 2
 
 
-def _plan_from_args(args: argparse.Namespace):
+def _plan_from_args(args: argparse.Namespace) -> Plan:
     from timm_transfusion.train import config_from_args
     from timm_transfusion.train.grid import build_plan, write_plan
 
@@ -261,17 +265,25 @@ def _plan_from_args(args: argparse.Namespace):
     return plan
 
 
-def _run_cells(plan, cells, args: argparse.Namespace) -> int:
+def _run_cells(plan: Plan, cells: list[Cell], args: argparse.Namespace) -> int:
     from timm_transfusion.train.workers import run_cells
 
-    result = run_cells(
-        plan,
-        cells,
-        jobs=args.jobs,
-        launcher=args.launcher,
-        stale_after=args.stale_after,
-        progress=args.progress,
-    )
+    try:
+        result = run_cells(
+            plan,
+            cells,
+            jobs=args.jobs,
+            launcher=args.launcher,
+            stale_after=args.stale_after,
+            progress=args.progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            "transfusion experiment: interrupted; running cells stopped, their locks freed", file=sys.stderr
+        )
+        return 130
+    except OSError as err:
+        return _experiment_failure(f"cannot start a cell ({err}); check --launcher")
     print(
         f"worker: {len(result.trained)} trained, {len(result.already_finished)} already finished, "
         f"{len(result.held_elsewhere)} held by other workers, {len(result.failed)} failed"
@@ -281,7 +293,7 @@ def _run_cells(plan, cells, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _report(plan, args: argparse.Namespace) -> int:
+def _report(plan: Plan, args: argparse.Namespace) -> int:
     from timm_transfusion.train.grid_report import report_grid, status_lines
 
     states, paths = report_grid(plan, stale_after=args.stale_after)
@@ -325,11 +337,9 @@ def _run_experiment_run(args: argparse.Namespace) -> int:
             if shard is not None:
                 print(f"Slurm array task: shard {shard[0]}/{shard[1]}")
         cells = select_cells(plan, cell=args.cell, shard=shard)
-        if args.jobs < 1:
-            raise PlanError(f"--jobs must be >= 1, got {args.jobs}")
+        return _run_cells(plan, cells, args)
     except PlanError as err:
         return _experiment_failure(err)
-    return _run_cells(plan, cells, args)
 
 
 def _run_experiment_report(args: argparse.Namespace) -> int:

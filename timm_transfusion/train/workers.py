@@ -27,7 +27,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .cell_lock import DEFAULT_STALE_AFTER, CellLock
-from .grid import Cell, Plan
+from .grid import Cell, Plan, PlanError
 from .run_folder import write_json_atomic
 
 CELLS_DIR = "cells"
@@ -138,7 +138,7 @@ def run_cells(
 ) -> WorkerResult:
     """Train ``cells`` of ``plan`` in separate processes, ``jobs`` at a time; returns what happened."""
     if jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+        raise PlanError(f"--jobs must be >= 1, got {jobs}")
     gpus = visible_gpus()
     cpus = (
         sorted(os.sched_getaffinity(0))
@@ -172,6 +172,8 @@ def run_cells(
                 say(f"cell {cell.index} {cell.name}: started (pid {job.process.pid}, log {job.log.name})")
             for slot, job in list(running.items()):
                 if job.process.poll() is None:
+                    if job.lock in heartbeat.lost:  # another worker took the cell as stale: leave it to them
+                        job.process.terminate()
                     continue
                 del running[slot]
                 heartbeat.locks.discard(job.lock)
@@ -223,13 +225,18 @@ def _start(
     log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {socket.gethostname()} pid {os.getpid()}\n")
     log.flush()
     child_env = {**os.environ, **env, "TRANSFUSION_WORKER_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        cell_command(plan, cell, launcher),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=child_env,
-    )
+    try:
+        process = subprocess.Popen(
+            cell_command(plan, cell, launcher),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env,
+        )
+    except OSError:  # e.g. a launcher that does not exist: free the cell for others, say why
+        log.close()
+        lock.release()
+        raise
     return _Job(cell=cell, lock=lock, process=process, log=log, started=time.time())
 
 
