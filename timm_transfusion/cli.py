@@ -1,4 +1,10 @@
-"""The `transfusion` command: a thin layer that parses arguments and calls the library."""
+"""The `transfusion` command: a thin layer that parses arguments and calls the library.
+
+Exit codes, the same for every subcommand: 0 success; 2 a user error (bad arguments, or any
+`TransfusionError`: one line on stderr saying what to change); 1 anything else (a traceback: a bug or an
+environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
+neither accelerate, datasets nor evaluate.
+"""
 
 from __future__ import annotations
 
@@ -25,24 +31,16 @@ def _add_inits(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_inits)
 
 
-def _hub_failure(command: str, err: Exception) -> int:
-    print(f"transfusion {command}: error: {err}", file=sys.stderr)
-    return 1
-
-
 def _run_card(args: argparse.Namespace) -> int:
-    from timm_transfusion.hub import ReportFolderError, RunFolderError, write_card
+    from timm_transfusion.hub import write_card
 
-    try:
-        path = write_card(
-            args.run_dir,
-            similarity=args.similarity,
-            experiment=args.experiment,
-            repo_id=args.repo_id,
-            license=args.license,
-        )
-    except (RunFolderError, ReportFolderError) as err:
-        return _hub_failure("card", err)
+    path = write_card(
+        args.run_dir,
+        similarity=args.similarity,
+        experiment=args.experiment,
+        repo_id=args.repo_id,
+        license=args.license,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -58,29 +56,20 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from timm_transfusion.hub import (
-        MissingTokenError,
-        PushError,
-        ReportFolderError,
-        RunFolderError,
-        push_to_hub,
-    )
+    from timm_transfusion.hub import push_to_hub
 
-    try:
-        result = push_to_hub(
-            args.run_dir,
-            args.repo_id,
-            private=args.private,
-            revision=args.revision,
-            create_pr=args.create_pr,
-            token=args.token,
-            commit_message=args.message,
-            similarity=args.similarity,
-            experiment=args.experiment,
-            license=args.license,
-        )
-    except (MissingTokenError, PushError, RunFolderError, ReportFolderError) as err:
-        return _hub_failure("push", err)
+    result = push_to_hub(
+        args.run_dir,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        create_pr=args.create_pr,
+        token=args.token,
+        commit_message=args.message,
+        similarity=args.similarity,
+        experiment=args.experiment,
+        license=args.license,
+    )
     print(result.pr_url or result.commit_url)
     return 0
 
@@ -100,75 +89,31 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_push)
 
 
-def _cca_failure(err: BaseException) -> int:
-    print(f"transfusion cca: error: {err}", file=sys.stderr)
-    return 1
-
-
-def _make_output_folder(folder: Path) -> None:
-    """Create --out now, so a bad path is found before any model is loaded."""
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"--out {folder} exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-
-
 def _run_cca(args: argparse.Namespace) -> int:
-    from timm_transfusion.data import DatasetSpecError, LabelError
+    from timm_transfusion.similarity.pipeline import compare_sources
+    from timm_transfusion.similarity.report import REPORT_FILES
 
-    out = Path(args.out)
-    created = not out.exists()
-    try:
-        _make_output_folder(out)
-        return _compare_and_save(args, out)
-    except (RuntimeError, OSError, DatasetSpecError, LabelError, ValueError) as err:
-        return _cca_failure(err)
-    finally:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a failed run leaves no empty report folder behind
-
-
-def _compare_and_save(args: argparse.Namespace, out: Path) -> int:
-    import torch
-
-    from timm_transfusion.similarity import compare
-    from timm_transfusion.similarity.sources import default_img_size, image_batches, load_model, normalization
-    from timm_transfusion.train.model import check_image_size
-
-    model_a = load_model(args.model_a, pretrained=not args.no_pretrained, seed=args.seed)
-    model_b = load_model(
-        args.model_b, pretrained=not (args.no_pretrained or args.random_b), seed=args.seed + 1
-    )
-    size = args.img_size or default_img_size(model_a)
-    for model in (model_a, model_b):  # a fixed-size model (e.g. ViT) refuses other sizes: say so up front
-        check_image_size(model, size)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model_a, model_b = model_a.to(device), model_b.to(device)
-    loader, preprocess = image_batches(
-        args.dataset,
-        model_a,
+    report = compare_sources(
+        args.model_a,
+        args.model_b,
+        dataset=args.dataset,
+        out=args.out,
         split=args.split,
-        img_size=size,
-        batch_size=args.batch_size,
         limit=args.limit,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
         workers=args.workers,
-    )
-    report = compare(
-        model_a,
-        model_b,
-        loader,
         metrics=args.metrics,
         layers=args.layers,
         max_positions=args.max_positions,
         epsilon=args.epsilon,
+        pretrained=not args.no_pretrained,
+        random_b=args.random_b,
         seed=args.seed,
-        preprocess=preprocess,
-        preprocess_b=normalization(model_b, size),
-        names=(args.model_a, args.model_b),
-        progress=True,
+        device=args.device,
     )
-    paths = report.save(out)
     print(report.to_markdown())
-    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    print("wrote " + ", ".join(str(Path(args.out) / f"similarity.{kind}") for kind in REPORT_FILES))
     return 0
 
 
@@ -183,7 +128,7 @@ def _layer_spec(text: str) -> str | tuple[str, str]:
 
 
 def _add_cca(subparsers: argparse._SubParsersAction) -> None:
-    from timm_transfusion.similarity import METRIC_FUNCTIONS
+    from timm_transfusion.similarity.compare import METRIC_FUNCTIONS
 
     parser = subparsers.add_parser("cca", help="layer-wise (SV/PW)CCA and CKA between two models")
     parser.add_argument(
@@ -248,11 +193,6 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 EXPERIMENT_VERBS = ("plan", "run", "report")
 
 
-def _experiment_failure(err: Exception) -> int:
-    print(f"transfusion experiment: error: {err}", file=sys.stderr)
-    return 2
-
-
 def _plan_from_args(args: argparse.Namespace) -> Plan:
     from timm_transfusion.train import config_from_args
     from timm_transfusion.train.grid import build_plan, write_plan
@@ -283,7 +223,10 @@ def _run_cells(plan: Plan, cells: list[Cell], args: argparse.Namespace) -> int:
         )
         return 130
     except OSError as err:
-        return _experiment_failure(f"cannot start a cell ({err}); check --launcher")
+        print(
+            f"transfusion experiment: error: cannot start a cell ({err}); check --launcher", file=sys.stderr
+        )
+        return 2
     print(
         f"worker: {len(result.trained)} trained, {len(result.already_finished)} already finished, "
         f"{len(result.held_elsewhere)} held by other workers, {len(result.failed)} failed"
@@ -304,52 +247,32 @@ def _report(plan: Plan, args: argparse.Namespace) -> int:
 
 def _run_experiment(args: argparse.Namespace) -> int:
     """No verb: plan + run every cell + report, so one command still does the whole grid."""
-    from timm_transfusion.train import USER_ERRORS
-    from timm_transfusion.train.grid import PlanError
-
-    try:
-        plan = _plan_from_args(args)
-        code = _run_cells(plan, list(plan.cells), args)
-        return _report(plan, args) or code
-    except (*USER_ERRORS, PlanError) as err:
-        return _experiment_failure(err)
+    plan = _plan_from_args(args)
+    code = _run_cells(plan, list(plan.cells), args)
+    return _report(plan, args) or code
 
 
 def _run_experiment_plan(args: argparse.Namespace) -> int:
-    from timm_transfusion.train import USER_ERRORS
-    from timm_transfusion.train.grid import PlanError
-
-    try:
-        _plan_from_args(args)
-    except (*USER_ERRORS, PlanError) as err:
-        return _experiment_failure(err)
+    _plan_from_args(args)
     return 0
 
 
 def _run_experiment_run(args: argparse.Namespace) -> int:
-    from timm_transfusion.train.grid import PlanError, load_plan, parse_shard, select_cells, shard_from_slurm
+    from timm_transfusion.train.grid import load_plan, parse_shard, select_cells, shard_from_slurm
 
-    try:
-        plan = load_plan(args.experiment)
-        shard = parse_shard(args.shard) if args.shard else None
-        if shard is None and args.cell is None:
-            shard = shard_from_slurm()
-            if shard is not None:
-                print(f"Slurm array task: shard {shard[0]}/{shard[1]}")
-        cells = select_cells(plan, cell=args.cell, shard=shard)
-        return _run_cells(plan, cells, args)
-    except PlanError as err:
-        return _experiment_failure(err)
+    plan = load_plan(args.experiment)
+    shard = parse_shard(args.shard) if args.shard else None
+    if shard is None and args.cell is None:
+        shard = shard_from_slurm()
+        if shard is not None:
+            print(f"Slurm array task: shard {shard[0]}/{shard[1]}")
+    return _run_cells(plan, select_cells(plan, cell=args.cell, shard=shard), args)
 
 
 def _run_experiment_report(args: argparse.Namespace) -> int:
-    from timm_transfusion.train.grid import PlanError, load_plan
+    from timm_transfusion.train.grid import load_plan
 
-    try:
-        plan = load_plan(args.experiment)
-    except PlanError as err:
-        return _experiment_failure(err)
-    return _report(plan, args)
+    return _report(load_plan(args.experiment), args)
 
 
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
@@ -404,6 +327,7 @@ def build_experiment_parser() -> argparse.ArgumentParser:
     """`transfusion experiment plan|run|report`: `main` sends `experiment VERB ...` here, so the verb-less
     `transfusion experiment --model ...` keeps its required grid options."""
     parser = argparse.ArgumentParser(prog="transfusion experiment")
+    parser.set_defaults(command="experiment")
     subparsers = parser.add_subparsers(required=True, metavar="VERB")
     plan = subparsers.add_parser(
         "plan",
@@ -443,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="transfusion",
         description="Transfusion tools for timm models: initializers, similarity, fine-tuning, Hub.",
     )
-    subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
     _add_inits(subparsers)  # in the order of the data flow: init → train → compare → publish
     _add_train(subparsers)
     _add_experiment(subparsers)
@@ -454,12 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; exit codes as in the module docstring (argparse itself exits 2 on bad usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["experiment"] and argv[1:2] and argv[1] in EXPERIMENT_VERBS:
         args = build_experiment_parser().parse_args(argv[1:])
     else:
         args = build_parser().parse_args(argv)
-    return args.handler(args)
+    from timm_transfusion.errors import TransfusionError
+
+    try:
+        return args.handler(args)
+    except TransfusionError as err:
+        print(f"transfusion {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from timm.models._manipulate import group_with_matcher
 from torch import nn
 
+from .._timm import group_with_matcher
 from .errors import BlockIndexError, GroupMatcherError
 
 

@@ -21,7 +21,7 @@ from .capture import (
     subsample_positions,
 )
 from .cca import check_epsilon
-from .errors import LayerError, NotEnoughDataError, SimilarityOptionError
+from .errors import BatchTypeError, LayerError, NotEnoughDataError, SimilarityOptionError
 from .metrics import (
     linear_cka_from_moments,
     mean_cca_from_moments,
@@ -55,7 +55,7 @@ def _images_of(batch) -> torch.Tensor:
         )
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
         return batch[0]
-    raise TypeError(
+    raise BatchTypeError(
         f"cannot find images in a batch of type {type(batch).__name__}; yield tensors, "
         "(images, labels) tuples or dicts with 'pixel_values'"
     )

@@ -47,14 +47,14 @@ def run_cell(folder: str, key: str) -> int:
     """Train the cell ``key`` (index or name) of the plan in ``folder``; 2 for a user mistake."""
     from accelerate import PartialState
 
-    from . import USER_ERRORS
-    from .grid import PlanError, load_plan
+    from ..errors import TransfusionError
+    from .grid import load_plan
     from .loop import train
 
     try:
         plan = load_plan(folder)
         train(plan.train_config(plan.cell(key)))
-    except (*USER_ERRORS, PlanError) as err:
+    except TransfusionError as err:
         print(f"transfusion cell: error: {err}", file=sys.stderr)
         return 2
     finally:

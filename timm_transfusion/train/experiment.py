@@ -21,8 +21,8 @@ from safetensors.torch import load_file
 
 from ..files import read_jsonl, write_text_atomic
 from ..init.registry import resolve_init
-from ..init.source import WEIGHT_SUFFIXES
 from ..similarity import SimilarityReport
+from ..source_kind import WEIGHT_SUFFIXES
 from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train

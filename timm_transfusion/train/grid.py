@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import TransfusionError
 from ..init.registry import resolve_init
+from ..run_folder import RUN_CONTROL_KEYS, write_json_atomic
 from .config import TrainConfig
 from .experiment import check_grid, run_name
-from .run_folder import RUN_CONTROL_KEYS, write_json_atomic
 
 PLAN_FORMAT = "transfusion-plan/1"
 PLAN_FILE = "plan.json"
@@ -25,7 +26,7 @@ PLAN_FILE = "plan.json"
 _CELL_KEYS = frozenset({"output", "resume"})
 
 
-class PlanError(ValueError):
+class PlanError(TransfusionError, ValueError):
     """A plan that is missing, malformed, taken by another grid, or asked for a cell or shard it lacks."""
 
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import write_text_atomic
+from ..run_folder import SUMMARY, write_json_atomic
 from .cell_lock import DEFAULT_STALE_AFTER, is_stale, read_holder
 from .experiment import write_report
 from .grid import Cell, Plan
-from .run_folder import latest_checkpoint, write_json_atomic
+from .run_folder import latest_checkpoint
 from .workers import failure_path, is_finished, lock_path, log_path
 
 STATES = ("finished", "running", "failed", "interrupted", "missing")
@@ -88,7 +89,7 @@ def report_grid(
     summaries: dict[str, dict[int, dict]] = {}
     for s in states:
         if s.state == "finished":
-            summary = json.loads((plan.run_folder(s.cell) / "summary.json").read_text())
+            summary = json.loads((plan.run_folder(s.cell) / SUMMARY).read_text())
             summaries.setdefault(s.cell.config["init"], {})[s.cell.config["seed"]] = summary
     if not summaries:
         return states, {}

@@ -34,6 +34,7 @@ from ..data import (
     load_dataset_spec,
     normalize_on_device,
 )
+from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_atomic, write_jsonl_atomic
 from .config import TrainConfig, TrainConfigError
 from .convergence import TrainHistory, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
@@ -47,8 +48,6 @@ from .run_folder import (
     prune_checkpoints,
     remove_stale_temporaries,
     temporary_twin,
-    write_json_atomic,
-    write_jsonl_atomic,
 )
 
 
@@ -119,8 +118,8 @@ def _check_inputs(config: TrainConfig, state: PartialState) -> _Inputs | dict:
             f"({config.batch_size} x {state.num_processes} processes); lower --batch-size"
         )
     holds = check_output_folder(folder, config.to_json(), resume=config.resume, overwrite=config.overwrite)
-    if holds == "same" and config.resume and (folder / "summary.json").is_file():
-        return json.loads((folder / "summary.json").read_text())
+    if holds == "same" and config.resume and (folder / SUMMARY).is_file():
+        return json.loads((folder / SUMMARY).read_text())
     img_size = config.img_size or max(train_ds[0]["image"].size)
     model = create_model(config, labels.num_classes)
     check_image_size(model, img_size)
@@ -137,7 +136,7 @@ def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> 
         if inputs.start_over:
             clear_run_folder(folder)
         remove_stale_temporaries(folder)
-        write_json_atomic(folder / "train_args.json", config.to_json())
+        write_json_atomic(folder / TRAIN_ARGS, config.to_json())
     state.wait_for_everyone()
 
 
@@ -221,7 +220,7 @@ def _evaluate_and_record(config: TrainConfig, session: _Session, labels: LabelIn
     session.history.records.append(record)
     accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=session.step)
     if accelerator.is_main_process:
-        write_jsonl_atomic(Path(config.output) / "metrics.jsonl", session.history.records)
+        write_jsonl_atomic(Path(config.output) / METRICS, session.history.records)
     return predictions
 
 
@@ -348,11 +347,11 @@ def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions
             label_names=inputs.labels.names,
         )
         if config.save_predictions:
-            staging = temporary_twin(folder / "eval_predictions.npz")
+            staging = temporary_twin(folder / PREDICTIONS)
             with staging.open("wb") as handle:
                 np.savez(handle, **predictions)
-            staging.replace(folder / "eval_predictions.npz")
-        write_json_atomic(folder / "summary.json", summary)
+            staging.replace(folder / PREDICTIONS)
+        write_json_atomic(folder / SUMMARY, summary)
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # not end_training(): the process group may serve further runs
         tracker.finish()

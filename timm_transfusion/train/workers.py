@@ -26,9 +26,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..run_folder import SUMMARY, write_json_atomic
 from .cell_lock import DEFAULT_STALE_AFTER, CellLock
 from .grid import Cell, Plan, PlanError
-from .run_folder import write_json_atomic
 
 CELLS_DIR = "cells"
 POLL_S = 0.2
@@ -48,7 +48,7 @@ def log_path(plan: Plan, cell: Cell) -> Path:
 
 def is_finished(plan: Plan, cell: Cell) -> bool:
     """summary.json is written last, so its presence marks a finished run."""
-    return (plan.run_folder(cell) / "summary.json").is_file()
+    return (plan.run_folder(cell) / SUMMARY).is_file()
 
 
 @dataclass
@@ -249,7 +249,7 @@ def _finish(plan: Plan, job: _Job, result: WorkerResult, *, lost: bool) -> str:
         failure_path(plan, cell).unlink(missing_ok=True)
         job.lock.release()
         result.trained.append(cell.name)
-        summary = json.loads((plan.run_folder(cell) / "summary.json").read_text())
+        summary = json.loads((plan.run_folder(cell) / SUMMARY).read_text())
         auc = summary["final"].get("auc")
         return f"cell {cell.index} {cell.name}: finished in {minutes:.1f} min (final AUC {auc})"
     reason = "its lock was broken as stale by another worker" if lost else f"exit code {code}"

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .figures import new_figure, save_png
+
 
 def plot_convergence(
     curves: dict[str, list[list[dict]]], path: str | Path, *, thresholds: list[float] = (), title: str = ""
@@ -14,12 +16,8 @@ def plot_convergence(
 
     Seeds share evaluation steps (same ``--eval-every``); steps missing in a seed are ignored for that seed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = new_figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for init, seeds in curves.items():
         steps = sorted({r["step"] for records in seeds for r in records})
         by_step = [[r["auc"] for records in seeds for r in records if r["step"] == s] for s in steps]
@@ -36,7 +34,4 @@ def plot_convergence(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120)

@@ -7,6 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import TransfusionError
+from .figures import new_figure, save_png
+
+
+class NoFilterError(TransfusionError, ValueError):
+    """The model has no first-layer convolution over 3 input channels to draw."""
+
 
 def first_conv_weight(model: torch.nn.Module) -> torch.Tensor:
     """The first convolution over the RGB input, (out_channels, 3, k, k).
@@ -20,7 +27,7 @@ def first_conv_weight(model: torch.nn.Module) -> torch.Tensor:
     for tensor in state.values():
         if tensor.ndim == 4 and tensor.shape[1] == 3:
             return tensor.detach().float().cpu()
-    raise ValueError(f"{type(model).__name__} has no conv weight over 3 input channels")
+    raise NoFilterError(f"{type(model).__name__} has no conv weight over 3 input channels")
 
 
 def filter_grid(weight: torch.Tensor, max_filters: int = 32, columns: int = 8) -> np.ndarray:
@@ -41,18 +48,12 @@ def plot_filters(
     pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], path: str | Path, *, title: str = ""
 ) -> Path:
     """``pairs[init] = (before, after)`` first-layer weights; one row per init, before | after."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     mosaics = {init: (filter_grid(before), filter_grid(after)) for init, (before, after) in pairs.items()}
     aspect = max(m[0].shape[0] / m[0].shape[1] for m in mosaics.values())
-    fig, axes = plt.subplots(
-        len(pairs), 2, figsize=(7, len(pairs) * (3.4 * aspect + 0.45) + 0.5), squeeze=False
-    )
+    fig = new_figure(figsize=(7, len(pairs) * (3.4 * aspect + 0.45) + 0.5))
+    axes = fig.subplots(len(pairs), 2, squeeze=False)
     for row, (init, images) in enumerate(mosaics.items()):
-        for col, (mosaic, when) in enumerate(zip(images, ("before", "after"))):
+        for col, (mosaic, when) in enumerate(zip(images, ("before", "after"), strict=True)):
             ax = axes[row, col]
             ax.imshow(mosaic, interpolation="nearest")
             ax.set_xticks([])
@@ -60,7 +61,4 @@ def plot_filters(
             ax.set_title(f"{init}: {when} training", fontsize=9)
     fig.suptitle(title or "First-layer filters (each scaled to its own range)", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=130)

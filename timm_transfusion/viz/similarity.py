@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..files import atomic_path
+from .figures import new_figure, save_png
 
 if TYPE_CHECKING:
     from timm_transfusion.similarity.report import SimilarityReport
@@ -33,12 +33,8 @@ def _plot_layer_profiles(
     names: list[str], lines: dict[str, list[float | None]], path: str | Path, title: str, ylabel: str
 ) -> Path:
     """Each line's values (y, 0–1; None left out) against the layers (x, input to output) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 2.0), 3.6), dpi=120)
+    figure = new_figure(figsize=(max(5.0, 0.7 * len(names) + 2.0), 3.6), dpi=120)
+    axes = figure.subplots()
     for label, values in lines.items():
         axes.plot(
             range(len(names)), [float("nan") if v is None else v for v in values], marker="o", label=label
@@ -51,8 +47,4 @@ def _plot_layer_profiles(
     axes.legend(frameon=False)
     axes.set_title(title, fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
-    return path
+    return save_png(figure, path)
