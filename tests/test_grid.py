@@ -67,9 +67,10 @@ def test_replanning_the_same_grid_is_a_no_op_and_another_grid_needs_overwrite(tm
     assert (
         write_plan(plan_in(folder, base=TrainConfig(**{**BASE.to_json(), "progress": False}))) == "unchanged"
     )
-    wider = TrainConfig(**{**BASE.to_json(), "lr": 0.01, "overwrite": True})
-    assert write_plan(plan_in(folder, base=wider), overwrite=True) == "replaced"
-    assert load_plan(folder).train_config(load_plan(folder).cell(0)).lr == 0.01
+    other = TrainConfig(**{**BASE.to_json(), "lr": 0.01})
+    assert write_plan(plan_in(folder, base=other), overwrite=True) == "replaced"
+    replaced = load_plan(folder).train_config(load_plan(folder).cell(0))
+    assert replaced.lr == 0.01 and replaced.overwrite  # the old grid's runs in its folder are replaced
 
 
 def test_plan_refuses_a_folder_that_holds_something_else(tmp_path):

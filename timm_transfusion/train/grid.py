@@ -136,7 +136,8 @@ def write_plan(plan: Plan, *, overwrite: bool = False) -> str:
     """Write ``plan.json``; returns ``"created"``, ``"unchanged"`` (the same grid: a no-op) or ``"replaced"``.
 
     A folder holding the plan of a different grid raises PlanError unless ``overwrite``; then the new plan's
-    cells replace any different runs in their folders (their configs carry ``overwrite``).
+    cells replace any different runs in their folders (their configs carry ``overwrite``; unchanged cells
+    keep their finished runs, since ``overwrite`` still resumes the same run).
     """
     path = plan.folder / PLAN_FILE
     if plan.folder.exists() and not plan.folder.is_dir():
@@ -153,7 +154,9 @@ def write_plan(plan: Plan, *, overwrite: bool = False) -> str:
                 f"{path} holds a different grid ({'; '.join(changes)}); pass --overwrite to replace it "
                 "(finished runs of unchanged cells are kept) or choose another --output"
             )
-        write_json_atomic(path, plan.to_json())
+        # The replaced grid's runs may sit in folders of changed cells: those cells start over.
+        cells = tuple(replace(c, config={**c.config, "overwrite": True}) for c in plan.cells)
+        write_json_atomic(path, replace(plan, cells=cells).to_json())
         return "replaced"
     if plan.folder.is_dir() and any(plan.folder.iterdir()):
         raise PlanError(

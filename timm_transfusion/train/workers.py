@@ -221,6 +221,7 @@ def _start(
         lock.release()
         result.already_finished.append(cell.name)
         return None
+    log_path(plan, cell).parent.mkdir(parents=True, exist_ok=True)  # names like model/init-seed0 nest
     log = log_path(plan, cell).open("a", encoding="utf-8")
     log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {socket.gethostname()} pid {os.getpid()}\n")
     log.flush()
