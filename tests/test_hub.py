@@ -273,7 +273,7 @@ def test_card_body_has_convergence_similarity_usage_and_citation(
         "| stem | 16 | 16 | 4096 | 0.9300 | 0.9700 |" in text
         and "| stages.0 | 24 | 24 | 4096 | 0.8100 | n/a |" in text
     )
-    assert "reused for the lowest 2 block group(s)" in text
+    assert "first k block groups" in text and "(k = 2)" in text
     assert 'timm.create_model("hf-hub:alice/retina", pretrained=True)' in text
     assert "import timm_transfusion" not in text  # stock timm architecture
     assert "@inproceedings{raghu2019transfusion" in text
@@ -314,11 +314,12 @@ def test_plugin_architectures_get_the_plugin_import_in_the_snippet() -> None:
     )
 
 
-def test_init_explanations_are_plain_language() -> None:
-    assert "mean and variance" in explain_init("meanvar")
-    assert "lowest 3 block group(s)" in explain_init("transfusion-3+meanvar") and "Mean Var" in explain_init(
-        "transfusion-3+meanvar"
-    )
+def test_init_explanations_come_from_the_registry() -> None:
+    from timm_transfusion import list_inits
+
+    assert explain_init("meanvar") == list_inits()["meanvar"] + "."
+    assert explain_init("transfusion-3+meanvar") == list_inits()["transfusion-{k}+meanvar"] + " (k = 3)."
+    assert "not registered" in explain_init("no-such-init")
 
 
 def test_folder_without_weights_is_rejected_naming_the_missing_file(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from timm_transfusion.similarity import (
     SimilarityReport,
     compare,
     default_layers,
+    pipeline,
 )
 from timm_transfusion.similarity.capture import is_channels_last
 from timm_transfusion.similarity.sources import load_model, normalization
@@ -74,7 +75,7 @@ def compare_calls(monkeypatch):
         calls.append({"model_a": model_a, "model_b": model_b, "data": data, **options})
         return _report()
 
-    monkeypatch.setattr(similarity, "compare", spy)
+    monkeypatch.setattr(pipeline, "compare", spy)  # the library function behind `transfusion cca`
     return calls
 
 

@@ -31,6 +31,57 @@ def _add_inits(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_inits)
 
 
+def _run_models(args: argparse.Namespace) -> int:
+    import torch
+
+    from timm_transfusion.models.costs import costs_table, model_costs, plugin_models
+    from timm_transfusion.models.slim import SLIM_VARIANTS
+
+    names = args.models.split(",") if args.models else plugin_models()
+    unknown = [name for name in names if not _is_model(name)]
+    if unknown:
+        print(
+            f"transfusion models: error: unknown model {unknown[0]!r}; see timm.list_models()",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.costs:
+        for name in names:
+            spec = SLIM_VARIANTS.get(name)
+            detail = f"slim: {spec.base}, reuse {spec.reuse}, width {spec.width:g}" if spec else ""
+            print(f"{name:28s} {detail}".rstrip())
+        return 0
+    torch.set_num_threads(args.threads)
+    options = dict(batch_size=args.batch_size, rounds=args.rounds)
+    costs = [
+        model_costs(name, img_size=args.img_size, measure=not args.no_measure, **options) for name in names
+    ]
+    print(costs_table(costs))
+    return 0
+
+
+def _is_model(name: str) -> bool:
+    import timm
+
+    import timm_transfusion  # noqa: F401  (registers the plugin's models)
+
+    return timm.is_model(name)
+
+
+def _add_models(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list the plugin's models; --costs: params, GMACs, images/s"
+    )
+    parser.add_argument("--models", help="comma-separated timm names (default: every plugin model)")
+    parser.add_argument("--costs", action="store_true", help="print a cost table (markdown)")
+    parser.add_argument("--img-size", type=int, default=224, help="input size for GMACs and images/s")
+    parser.add_argument("--no-measure", action="store_true", help="count only; do not time images/s")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch size for timing (default 8)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per model (default 5)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for timing (default 1)")
+    parser.set_defaults(handler=_run_models)
+
+
 def _run_card(args: argparse.Namespace) -> int:
     from timm_transfusion.hub import write_card
 
@@ -369,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
     _add_inits(subparsers)  # in the order of the data flow: init → train → compare → publish
+    _add_models(subparsers)
     _add_train(subparsers)
     _add_experiment(subparsers)
     _add_cca(subparsers)

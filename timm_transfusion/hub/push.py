@@ -8,9 +8,10 @@ from tempfile import TemporaryDirectory
 
 import torch
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
 from ..errors import TransfusionError
+from ..models.slim import stock_export
 from . import layout
 from .card import DEFAULT_LICENSE, render_card
 from .plots import add_missing_plots
@@ -51,7 +52,10 @@ def resolve_token(token: str | None) -> str:
 def _stage_model(model: torch.nn.Module, folder: Path) -> RunFolder:
     import timm
 
-    timm.models.save_for_hf(model, folder, safe_serialization=True)
+    from ..init.model_args import forget_init_keywords
+
+    stock = stock_export(model) or {}  # a slim ResNet is saved as stock timm's ResNet with its widths
+    timm.models.save_for_hf(forget_init_keywords(model), folder, safe_serialization=True, **stock)
     return load_run_folder(folder)
 
 
@@ -184,7 +188,7 @@ def push_to_hub(
                 commit_message=commit_message,
                 license=license,
             )
-        except Exception as err:  # HTTP, network and upload errors alike: report them as one failed push
+        except (OSError, HFValidationError) as err:  # HTTP, network and upload errors: one failed push
             raise PushError(
                 f"pushing {source} to {repo_id!r} failed; nothing was committed and the local files are "
                 f"unchanged: {err}"

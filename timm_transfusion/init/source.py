@@ -10,21 +10,30 @@ weights are what `timm.create_model(..., pretrained=True)` gives the model itsel
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import timm
 import torch
+from safetensors import SafetensorError
 from timm.models import clean_state_dict, create_model, load_state_dict, resolve_pretrained_cfg
 from torch import nn
 
+from ..models.slim import full_source_name
 from ..source_kind import local_path, source_kind
 from .errors import SourceError, SourceUnavailableError
 from .model_args import model_args as recreation_args
 
 Source = str | Path | Mapping[str, torch.Tensor] | nn.Module
 
+# What reading a corrupt or foreign weights file raises: safetensors, pickle and torch's zip reader have no
+# common base class. Anything else (a bug, memory) propagates as itself.
+_UNREADABLE = (SafetensorError, pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError)
+# What fetching pretrained weights raises: network and cache errors (OSError), timm's "no such tag/weights"
+# (RuntimeError), a state dict that does not fit (RuntimeError), a malformed name (ValueError).
+_UNLOADABLE = (OSError, RuntimeError, ValueError)
 _CHECKPOINT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 _INPUT_ARGS = ("in_chans", "img_size")
 _HOW_TO_PASS_LOCAL = (
@@ -73,7 +82,16 @@ def resolve_source(source: Source | None, *, model: nn.Module) -> dict[str, torc
 
 
 def _default_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments."""
+    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments.
+
+    A slim hybrid has no weights of its own: its default is what its full base loads (same input args).
+    """
+    full = full_source_name(model)
+    if full is not None:
+        cfg = resolve_pretrained_cfg(full).to_dict()
+        _check_weights_location(full, cfg)
+        input_args = {k: v for k, v in recreation_args(model).items() if k in _INPUT_ARGS}
+        return _pretrained_state(full, input_args)
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     architecture = cfg.get("architecture")
     if not architecture:
@@ -111,7 +129,9 @@ def _unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         checkpoint = load_state_dict(str(path))
-    except Exception as error:  # safetensors, pickle and zip errors have no common base class
+    except torch.OutOfMemoryError:
+        raise
+    except _UNREADABLE as error:
         raise SourceError(
             f"could not read weights file {str(path)!r} ({type(error).__name__}: {error})"
         ) from error
@@ -127,7 +147,9 @@ def _pretrained_state(model_name: str, model_args: dict[str, Any], **kwargs: Any
     """Build `model_name` with pretrained=True through timm (hub, url, file, local-dir) and take its state."""
     try:
         model = create_model(model_name, pretrained=True, **model_args, **kwargs)
-    except Exception as error:  # hub, url and file loaders raise unrelated exception types
+    except torch.OutOfMemoryError:
+        raise
+    except _UNLOADABLE as error:
         raise SourceUnavailableError(
             f"could not load pretrained weights for {model_name!r} ({type(error).__name__}: {error}); "
             "if you are offline and they are not cached, " + _HOW_TO_PASS_LOCAL

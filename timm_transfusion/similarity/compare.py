@@ -22,14 +22,14 @@ from .capture import (
 )
 from .cca import check_epsilon
 from .errors import BatchTypeError, LayerError, NotEnoughDataError, SimilarityOptionError
-from .metrics import (
+from .moments import MomentAccumulator
+from .report import LayerSimilarity, SimilarityReport, finite_or_none
+from .scores import (
     linear_cka_from_moments,
     mean_cca_from_moments,
     pwcca_from_moments,
     svcca_from_moments,
 )
-from .moments import MomentAccumulator
-from .report import LayerSimilarity, SimilarityReport, finite_or_none
 
 METRIC_FUNCTIONS: dict[str, Callable[..., float]] = {
     "mean_cca": lambda m, eps: mean_cca_from_moments(m, epsilon=eps),
@@ -74,10 +74,15 @@ def _batch_images(batch) -> torch.Tensor:
 
 
 def _input_channels(model: nn.Module) -> int | None:
-    """The channels the model's first conv takes (timm's ``pretrained_cfg['first_conv']``), if known.
+    """The image channels the model takes: its ``in_chans`` (timm sets it on its models), else those of
+    ``pretrained_cfg['first_conv']``, if known.
 
-    ``pretrained_cfg['input_size']`` is not used: it keeps the pretrained 3 when ``in_chans`` differs.
+    ``in_chans`` comes first: tresnet's first conv follows a space-to-depth (48 channels for RGB), and
+    ``pretrained_cfg['input_size']`` keeps the pretrained 3 when ``in_chans`` differs.
     """
+    channels = getattr(model, "in_chans", None)
+    if isinstance(channels, int) and not isinstance(channels, bool):
+        return channels
     first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     if isinstance(first_conv, (tuple, list)):
         first_conv = first_conv[0] if first_conv else None

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import TransfusionError
+from ..models.checks import check_image_size
 from .compare import compare
 from .report import SimilarityReport
 from .sources import default_img_size, image_batches, load_model, normalization
@@ -98,8 +99,6 @@ def _compare(
     compare_options: dict,
 ) -> SimilarityReport:
     """Both models on one device, checked against the image size, then ``compare`` over the dataset."""
-    from ..train.model import check_image_size
-
     model_a = load_model(source_a, pretrained=pretrained, seed=seed)
     model_b = load_model(source_b, pretrained=pretrained and not random_b, seed=seed + 1)
     size = img_size or default_img_size(model_a)

@@ -117,7 +117,9 @@ class SimilarityReport:
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
         from timm_transfusion.viz.similarity import plot_similarity
 
-        return plot_similarity(self, path, title=title)
+        lines = {metric: self.column(metric) for metric in self.metrics}
+        title = title or f"{self.model_a} vs {self.model_b} ({self.images} images)"
+        return plot_similarity([entry.name for entry in self.layers], lines, path, title=title)
 
     def save(self, directory: str | Path) -> dict[str, Path]:
         """similarity.json, similarity.csv, similarity.md and similarity.png in ``directory``, all or none.

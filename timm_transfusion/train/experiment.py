@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from ..files import read_jsonl, write_text_atomic
 from ..init.registry import resolve_init
 from ..similarity import SimilarityReport
-from ..source_kind import WEIGHT_SUFFIXES
+from ..source_kind import local_path, source_kind
 from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train
@@ -44,11 +44,9 @@ def check_grid(inits: list[str], seeds: list[int], source: str | None) -> None:
         raise TrainConfigError("--seeds must be at least 1")
     for init in inits:
         resolve_init(init)
-    if source is None or source.startswith("hf-hub:"):
+    if source is None or source_kind(source) in ("hf-hub", "timm"):
         return
-    path = Path(source.removeprefix("local-dir:"))
-    looks_local = source.startswith("local-dir:") or path.suffix in WEIGHT_SUFFIXES or "/" in source
-    if looks_local and not path.exists():
+    if not local_path(source).exists():
         raise TrainConfigError(f"--source {source!r} does not exist")
 
 
@@ -249,7 +247,7 @@ def run_experiment(
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     grouped = run_grid(base, inits=inits, seeds=seed_list, source=source)
-    summaries = {init: dict(zip(seed_list, runs)) for init, runs in grouped.items()}
+    summaries = {init: dict(zip(seed_list, runs, strict=True)) for init, runs in grouped.items()}
     if PartialState().is_main_process:
         write_report(base, summaries, source=source)
     PartialState().wait_for_everyone()
