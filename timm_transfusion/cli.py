@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from timm_transfusion.train.grid import Cell, Plan
+    from timm_transfusion.train.grid import Plan, PlanCell
 
 
 def _run_inits(args: argparse.Namespace) -> int:
@@ -256,7 +256,7 @@ def _plan_from_args(args: argparse.Namespace) -> Plan:
     return plan
 
 
-def _run_cells(plan: Plan, cells: list[Cell], args: argparse.Namespace) -> int:
+def _run_cells(plan: Plan, cells: list[PlanCell], args: argparse.Namespace) -> int:
     from timm_transfusion.train.workers import run_cells
 
     try:

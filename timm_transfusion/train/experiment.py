@@ -12,7 +12,7 @@ import copy
 import csv
 import io
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,25 +50,36 @@ def check_grid(inits: list[str], seeds: list[int], source: str | None) -> None:
         raise TrainConfigError(f"--source {source!r} does not exist")
 
 
-def run_grid(
-    base: TrainConfig, *, inits: list[str], seeds: list[int], source: str | None
-) -> dict[str, list[dict]]:
-    """Train every (init, seed) into ``base.output/runs``; returns the summaries grouped by init."""
-    check_grid(inits, seeds, source)
-    summaries: dict[str, list[dict]] = {}
+@dataclass(frozen=True)
+class Cell:
+    """One training of the grid: its name (unique in the grid), run folder and complete configuration."""
+
+    name: str
+    folder: Path
+    config: TrainConfig
+
+
+def expand_grid(
+    base: TrainConfig, *, inits: list[str], seeds: int | list[int], source: str | None
+) -> list[Cell]:
+    """Every (init, seed) as a Cell under ``base.output/runs``, in training order; checks the grid first."""
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    check_grid(inits, seed_list, source)
+    cells = []
     for init in inits:
-        for seed in seeds:
+        for seed in seed_list:
+            folder = Path(base.output) / "runs" / run_name(init, seed)
             config = replace(
                 base,
                 init=init,
                 init_source=source if resolve_init(init)[0].needs_source else None,
                 seed=seed,
                 init_seed=seed,
-                output=str(Path(base.output) / "runs" / run_name(init, seed)),
+                output=str(folder),
                 resume=True,
             )
-            summaries.setdefault(init, []).append(train(config))
-    return summaries
+            cells.append(Cell(run_name(init, seed), folder, config))
+    return cells
 
 
 def _mean_steps(values: list[int | None]) -> float | None:
@@ -203,18 +214,23 @@ def init_effects(
     return filters, changes
 
 
-def write_report(
-    base: TrainConfig, summaries: dict[str, dict[int, dict]], *, source: str | None
-) -> dict[str, Path]:
-    """The report of the finished runs ``summaries[init][seed]`` (a grid in progress may lack some) into
+def write_report(base: TrainConfig, cells: list[Cell], *, source: str | None) -> dict[str, Path]:
+    """The report of the finished ``cells`` (summary.json present; a grid in progress may lack some) into
     ``base.output``: results.md/.csv, convergence.png, and for the inits whose first seed has finished,
-    filters.png and representations.*. Returns the paths written."""
+    filters.png and representations.*. Returns the report's paths."""
     from ..viz.convergence import plot_convergence
     from ..viz.filters import plot_filters
 
     folder = Path(base.output)
-    inits = [init for init, runs in summaries.items() if runs]
-    first_seed = min(seed for init in inits for seed in summaries[init])
+    finished = [c for c in cells if (c.folder / "summary.json").is_file()]
+    summaries: dict[str, dict[int, dict]] = {}
+    for cell in finished:
+        summary = json.loads((cell.folder / "summary.json").read_text())
+        summaries.setdefault(cell.config.init, {})[cell.config.seed] = summary
+    if not summaries:
+        return {}
+    inits = list(summaries)
+    first_seed = min(seed for runs in summaries.values() for seed in runs)
     complete = [init for init in inits if first_seed in summaries[init]]
     with torch.random.fork_rng(devices=[]):  # rebuilding the inits must not move the caller's RNG
         filters, changes = init_effects(base, complete, first_seed, source)
@@ -242,13 +258,14 @@ def report_paths(folder: Path) -> dict[str, Path]:
 def run_experiment(
     base: TrainConfig, *, inits: list[str], seeds: int | list[int], source: str | None
 ) -> dict[str, Path]:
-    """Run the grid and write the report; returns the paths of results.md/.csv, convergence.png, filters.png."""
+    """Train every cell in this process, one after the other, then write the report; returns its paths.
+    (``transfusion experiment`` runs each cell in its own process instead: ``grid.py``, ``workers.py``.)"""
     from accelerate import PartialState
 
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    grouped = run_grid(base, inits=inits, seeds=seed_list, source=source)
-    summaries = {init: dict(zip(seed_list, runs, strict=True)) for init, runs in grouped.items()}
+    cells = expand_grid(base, inits=inits, seeds=seeds, source=source)
+    for cell in cells:
+        train(cell.config)
     if PartialState().is_main_process:
-        write_report(base, summaries, source=source)
+        write_report(base, cells, source=source)
     PartialState().wait_for_everyone()
     return report_paths(Path(base.output))

@@ -13,12 +13,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import TransfusionError
-from ..init.registry import resolve_init
 from ..run_folder import RUN_CONTROL_KEYS, write_json_atomic
 from .config import TrainConfig
-from .experiment import check_grid, run_name
+from .experiment import Cell, expand_grid
 
 PLAN_FORMAT = "transfusion-plan/1"
 PLAN_FILE = "plan.json"
@@ -31,8 +31,8 @@ class PlanError(TransfusionError, ValueError):
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One run of the grid: its position, name, folder (relative to EXP) and every training option."""
+class PlanCell:
+    """One run of the grid as plan.json holds it: its position, name, folder (relative to EXP) and every training option."""
 
     index: int
     name: str
@@ -49,9 +49,9 @@ class Plan:
 
     folder: Path
     grid: dict
-    cells: tuple[Cell, ...]
+    cells: tuple[PlanCell, ...]
 
-    def train_config(self, cell: Cell) -> TrainConfig:
+    def train_config(self, cell: PlanCell) -> TrainConfig:
         """The cell's TrainConfig, its output resolved under this plan's folder."""
         return TrainConfig(**{**cell.config, "output": str(self.run_folder(cell))})
 
@@ -59,10 +59,10 @@ class Plan:
         """The grid's shared options, with EXP as output (the report folder)."""
         return TrainConfig(**{**self.grid["base"], "output": str(self.folder)})
 
-    def run_folder(self, cell: Cell) -> Path:
+    def run_folder(self, cell: PlanCell) -> Path:
         return self.folder / cell.folder
 
-    def cell(self, key: int | str) -> Cell:
+    def cell(self, key: int | str) -> PlanCell:
         """A cell by index or by name; PlanError names the valid range."""
         for cell in self.cells:
             if key in (cell.index, cell.name) or str(key) == str(cell.index):
@@ -76,44 +76,30 @@ class Plan:
         return {"format": PLAN_FORMAT, "grid": self.grid, "cells": [c.to_json() for c in self.cells]}
 
 
-def expand_grid(
-    base: TrainConfig, *, inits: list[str], seeds: list[int], source: str | None
-) -> list[tuple[str, TrainConfig]]:
-    """The (name, config) of every (init, seed), in the order a sequential run trains them."""
-    check_grid(inits, seeds, source)
-    cells = []
-    for init in inits:
-        for seed in seeds:
-            name = run_name(init, seed)
-            config = replace(
-                base,
-                init=init,
-                init_source=source if resolve_init(init)[0].needs_source else None,
-                seed=seed,
-                init_seed=seed,
-                output=f"runs/{name}",
-                resume=True,
-            )
-            cells.append((name, config))
-    return cells
-
-
-def grid_description(base: TrainConfig, *, inits: list[str], seeds: list[int], source: str | None) -> dict:
-    """What identifies a grid: the shared options (without its folder) and the axes."""
+def grid_description(base: TrainConfig, axes: dict) -> dict:
+    """What identifies a grid: the shared options (without its folder) and the axes (inits, seeds, ...)."""
     shared = {k: v for k, v in base.to_json().items() if k not in _CELL_KEYS}
-    return {"base": shared, "inits": list(inits), "seeds": list(seeds), "source": source}
+    seeds = axes.get("seeds")
+    normalized = {**axes, "seeds": list(range(seeds)) if isinstance(seeds, int) else list(seeds or [])}
+    return {"base": shared, **normalized}
 
 
-def build_plan(
-    folder: str | Path, base: TrainConfig, *, inits: list[str], seeds: list[int], source: str | None
-) -> Plan:
-    """The plan of a grid, not yet written."""
-    cells = tuple(
-        Cell(index=i, name=name, folder=config.output, config=config.to_json())
-        for i, (name, config) in enumerate(expand_grid(base, inits=inits, seeds=seeds, source=source))
-    )
-    grid = grid_description(base, inits=inits, seeds=seeds, source=source)
-    return Plan(folder=Path(folder), grid=grid, cells=cells)
+def build_plan(folder: str | Path, base: TrainConfig, **axes: Any) -> Plan:
+    """The plan of a grid, not yet written: ``experiment.expand_grid`` (which checks the grid) under
+    ``folder``, each cell's folder and output stored relative to it. ``axes``: inits, seeds, source, and
+    whatever other axes ``expand_grid`` takes."""
+    folder = Path(folder)
+    cells = []
+    for index, cell in enumerate(expand_grid(replace(base, output=str(folder)), **axes)):
+        relative = Path(cell.folder).relative_to(folder).as_posix()
+        config = {**cell.config.to_json(), "output": relative}
+        cells.append(PlanCell(index=index, name=cell.name, folder=relative, config=config))
+    return Plan(folder=folder, grid=grid_description(base, axes), cells=tuple(cells))
+
+
+def grid_cells(plan: Plan) -> list[Cell]:
+    """The plan's cells as ``experiment.Cell``s (absolute folders), for ``experiment.write_report``."""
+    return [Cell(c.name, plan.run_folder(c), plan.train_config(c)) for c in plan.cells]
 
 
 def _identity(grid: dict) -> dict:
@@ -180,7 +166,7 @@ def load_plan(folder: str | Path) -> Plan:
         data = json.loads(path.read_text())
         if data.get("format") != PLAN_FORMAT:
             raise PlanError(f"{path}: format {data.get('format')!r}, expected {PLAN_FORMAT!r}")
-        cells = tuple(Cell(**cell) for cell in data["cells"])
+        cells = tuple(PlanCell(**cell) for cell in data["cells"])
         grid = data["grid"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise PlanError(f"{path} is not a readable plan ({err})") from None
@@ -215,7 +201,7 @@ def shard_from_slurm(environ: Mapping[str, str] = os.environ) -> tuple[int, int]
 
 def select_cells(
     plan: Plan, *, cell: int | str | None = None, shard: tuple[int, int] | None = None
-) -> list[Cell]:
+) -> list[PlanCell]:
     """The cells a worker runs: one cell, a shard (every N-th cell from I: shards mix inits and seeds), or all."""
     if cell is not None and shard is not None:
         raise PlanError("pass --cell or --shard, not both")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import write_text_atomic
-from ..run_folder import SUMMARY, write_json_atomic
+from ..run_folder import write_json_atomic
 from .cell_lock import DEFAULT_STALE_AFTER, is_stale, read_holder
 from .experiment import write_report
-from .grid import Cell, Plan
+from .grid import Plan, PlanCell, grid_cells
 from .run_folder import latest_checkpoint
 from .workers import failure_path, is_finished, lock_path, log_path
 
@@ -25,12 +25,12 @@ STATES = ("finished", "running", "failed", "interrupted", "missing")
 class CellState:
     """One cell's state (one of STATES) and a short detail (who runs it, why it failed, where it resumes)."""
 
-    cell: Cell
+    cell: PlanCell
     state: str
     detail: str = ""
 
 
-def cell_state(plan: Plan, cell: Cell, *, stale_after: float = DEFAULT_STALE_AFTER) -> CellState:
+def cell_state(plan: Plan, cell: PlanCell, *, stale_after: float = DEFAULT_STALE_AFTER) -> CellState:
     """finished (summary.json), running (a live lock), failed (its last worker saw it fail), interrupted
     (a checkpoint or a stale lock but nobody on it: the next worker resumes it), or missing (never started)."""
     if is_finished(plan, cell):
@@ -86,14 +86,9 @@ def report_grid(
         },
     )
     write_text_atomic(plan.folder / "status.md", "# Grid status\n\n" + "\n".join(lines) + "\n")
-    summaries: dict[str, dict[int, dict]] = {}
-    for s in states:
-        if s.state == "finished":
-            summary = json.loads((plan.run_folder(s.cell) / SUMMARY).read_text())
-            summaries.setdefault(s.cell.config["init"], {})[s.cell.config["seed"]] = summary
-    if not summaries:
+    if not any(s.state == "finished" for s in states):
         return states, {}
-    paths = write_report(plan.base_config(), summaries, source=plan.grid["source"])
+    paths = write_report(plan.base_config(), grid_cells(plan), source=plan.grid["source"])
     results = paths["results.md"]
     if any(s.state != "finished" for s in states):
         note = "\n## Grid status: this report covers the finished cells only\n\n" + "\n".join(lines) + "\n"

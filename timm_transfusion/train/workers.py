@@ -28,25 +28,25 @@ from tqdm.auto import tqdm
 
 from ..run_folder import SUMMARY, write_json_atomic
 from .cell_lock import DEFAULT_STALE_AFTER, CellLock
-from .grid import Cell, Plan, PlanError
+from .grid import Plan, PlanCell, PlanError
 
 CELLS_DIR = "cells"
 POLL_S = 0.2
 
 
-def lock_path(plan: Plan, cell: Cell) -> Path:
+def lock_path(plan: Plan, cell: PlanCell) -> Path:
     return plan.folder / CELLS_DIR / f"{cell.name}.lock"
 
 
-def failure_path(plan: Plan, cell: Cell) -> Path:
+def failure_path(plan: Plan, cell: PlanCell) -> Path:
     return plan.folder / CELLS_DIR / f"{cell.name}.failed.json"
 
 
-def log_path(plan: Plan, cell: Cell) -> Path:
+def log_path(plan: Plan, cell: PlanCell) -> Path:
     return plan.folder / CELLS_DIR / f"{cell.name}.log"
 
 
-def is_finished(plan: Plan, cell: Cell) -> bool:
+def is_finished(plan: Plan, cell: PlanCell) -> bool:
     """summary.json is written last, so its presence marks a finished run."""
     return (plan.run_folder(cell) / SUMMARY).is_file()
 
@@ -92,7 +92,7 @@ def job_environment(
     return env
 
 
-def cell_command(plan: Plan, cell: Cell, launcher: str | None = None) -> list[str]:
+def cell_command(plan: Plan, cell: PlanCell, launcher: str | None = None) -> list[str]:
     """The command that trains one cell: the cell module directly, or through a launcher's ``-m`` flag."""
     module = ["-m", "timm_transfusion.train.cell", str(plan.folder), str(cell.index)]
     if not launcher:
@@ -119,7 +119,7 @@ class _Heartbeat(threading.Thread):
 
 @dataclass
 class _Job:
-    cell: Cell
+    cell: PlanCell
     lock: CellLock
     process: subprocess.Popen
     log: object
@@ -128,7 +128,7 @@ class _Job:
 
 def run_cells(
     plan: Plan,
-    cells: list[Cell],
+    cells: list[PlanCell],
     *,
     jobs: int = 1,
     launcher: str | None = None,
@@ -208,7 +208,7 @@ def _forward_sigterm():
 
 
 def _start(
-    plan: Plan, cell: Cell, launcher: str | None, stale_after: float, result: WorkerResult, *, env: dict
+    plan: Plan, cell: PlanCell, launcher: str | None, stale_after: float, result: WorkerResult, *, env: dict
 ) -> _Job | None:
     if is_finished(plan, cell):
         result.already_finished.append(cell.name)
