@@ -114,6 +114,8 @@ def test_jobs_get_their_own_gpus_or_a_share_of_the_cpus():
         "1",
         "0",
     ]
+    with_gpus = job_environment(1, 2, gpus=gpus, cpus=list(range(16)))
+    assert with_gpus["OMP_NUM_THREADS"] == "8" and "TRANSFUSION_CPUS" not in with_gpus
     env = [job_environment(s, 2, gpus=[], cpus=[0, 1, 2, 3]) for s in (0, 1)]
     assert [e["TRANSFUSION_CPUS"] for e in env] == ["0,1", "2,3"] and env[0]["OMP_NUM_THREADS"] == "2"
     one = job_environment(0, 1, gpus=[], cpus=[0, 1], threads=1)

@@ -77,16 +77,16 @@ def visible_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
 def job_environment(
     slot: int, jobs: int, *, gpus: list[str], cpus: list[int], threads: int | None = None
 ) -> dict[str, str]:
-    """The environment of job ``slot`` of ``jobs``: its own GPUs (an equal split; round-robin when there are
-    fewer GPUs than jobs), else its own CPUs and ``threads // jobs`` threads (at least 1)."""
+    """The environment of job ``slot`` of ``jobs``: ``threads`` (default: the CPU count) // jobs CPU threads
+    (at least 1) and, with GPUs, its own GPUs (an equal split; round-robin when there are fewer GPUs than
+    jobs), without GPUs its own CPUs."""
+    per_job = max((threads or len(cpus)) // jobs, 1)
+    env = {"OMP_NUM_THREADS": str(per_job), "MKL_NUM_THREADS": str(per_job)}
     if gpus:
         share = max(len(gpus) // jobs, 1)
         start = (slot * share) % len(gpus)
-        return {"CUDA_VISIBLE_DEVICES": ",".join(gpus[start : start + share])}
-    total = threads or len(cpus)
-    per_job = max(total // jobs, 1)
-    env = {"OMP_NUM_THREADS": str(per_job), "MKL_NUM_THREADS": str(per_job)}
-    if jobs > 1 and len(cpus) >= jobs:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[start : start + share])
+    elif jobs > 1 and len(cpus) >= jobs:
         share = len(cpus) // jobs
         env["TRANSFUSION_CPUS"] = ",".join(str(c) for c in cpus[slot * share : (slot + 1) * share])
     return env
