@@ -22,7 +22,7 @@ from timm_transfusion.cli import main as cli_main
 from timm_transfusion.hub import load_run_folder, render_card
 from timm_transfusion.hub.card import is_plugin_architecture, usage_snippet
 from timm_transfusion.hub.layout import collect_files
-from timm_transfusion.init import BlockIndexError, InitOptionError, block_groups
+from timm_transfusion.init import BlockIndexError, InitOptionError, apply_init, block_groups
 from timm_transfusion.models import SLIM_VARIANTS, SlimError, slim, slim_spec_of
 from timm_transfusion.models.costs import count_macs, count_parameters
 from timm_transfusion.models.mobilenetv1 import DEFAULT_CHANNELS
@@ -47,7 +47,7 @@ def resnet_params(base: str, planes: tuple[int, ...], num_classes: int = 1000) -
     block, layers = RESNET_LAYOUT[base]
     expansion = 4 if block == "bottleneck" else 1
     total, inplanes = 3 * 64 * 49 + 2 * 64, 64
-    for stage, (blocks, p) in enumerate(zip(layers, planes)):
+    for stage, (blocks, p) in enumerate(zip(layers, planes, strict=False)):
         for b in range(blocks):
             if block == "bottleneck":
                 total += inplanes * p + 2 * p + 9 * p * p + 2 * p + p * 4 * p + 2 * 4 * p
@@ -62,14 +62,16 @@ def resnet_params(base: str, planes: tuple[int, ...], num_classes: int = 1000) -
 
 def cbr_params(widths: tuple[int, ...], kernel: int = 7, num_classes: int = 1000) -> int:
     chans = (3, *widths)
-    convs = sum(kernel * kernel * c_in * c_out + 2 * c_out for c_in, c_out in zip(chans[:-1], chans[1:]))
+    convs = sum(
+        kernel * kernel * c_in * c_out + 2 * c_out for c_in, c_out in zip(chans[:-1], chans[1:], strict=False)
+    )
     return convs + widths[-1] * num_classes + num_classes
 
 
 def mobilenet_params(channels: tuple[int, ...], num_classes: int = 1000) -> int:
     """3×3 stem 3→8 + BN, then per block a 3×3 depthwise conv + BN and a 1×1 pointwise conv + BN."""
     total, c_in = 27 * 8 + 2 * 8, 8
-    for (blocks, _), c in zip(MOBILENET_STAGES, channels):
+    for (blocks, _), c in zip(MOBILENET_STAGES, channels, strict=False):
         for _ in range(blocks):
             total += 9 * c_in + 2 * c_in + c_in * c + 2 * c
             c_in = c
@@ -148,11 +150,13 @@ def test_slim_returns_the_registered_variant_or_the_base_with_slim_widths() -> N
     assert count_parameters(cbr) == cbr_params((32, 32, 64, 128))
 
 
-def test_slim_with_init_copies_the_reused_groups_of_an_unregistered_combination() -> None:
+def test_apply_init_copies_the_reused_groups_of_an_unregistered_combination() -> None:
     torch.manual_seed(6)
     full = timm.create_model("resnet18")
-    model = slim("resnet18", reuse=1, width=0.3, init="transfusion-1+meanvar", init_source=full, init_seed=0)
-    random = slim("resnet18", reuse=1, width=0.3, init="random", init_seed=0)
+    torch.manual_seed(0)
+    model = apply_init(slim("resnet18", reuse=1, width=0.3), "transfusion-1+meanvar", source=full, seed=0)
+    torch.manual_seed(0)
+    random = apply_init(slim("resnet18", reuse=1, width=0.3), "random", seed=0)
     assert group_widths(model) == (64, 40, 80, 152)
     state, source = model.state_dict(), full.state_dict()
     reused, upper = _reused_and_upper_keys(model, 1)
@@ -473,7 +477,7 @@ def test_flop_counter_matches_the_cbr_layer_formula() -> None:
     """Each CBR stage is a k×k conv at the resolution of its input (stride 1), then a 3×3/2 max-pool."""
     size, widths, macs = 64, (32, 64, 128, 256), 0
     chans = (3, *widths)
-    for c_in, c_out in zip(chans[:-1], chans[1:]):
+    for c_in, c_out in zip(chans[:-1], chans[1:], strict=False):
         macs += 49 * c_in * c_out * size * size
         size = (size + 1) // 2
     macs += widths[-1] * 1000
@@ -489,6 +493,11 @@ def test_models_command_prints_the_cost_table(capsys) -> None:
     assert cli_main(["models", "--costs", "--no-measure", "--models", "resnet50,resnet50_slim2_w25"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| `")]
     assert len(rows) == 2
-    for row, name in zip(rows, ("resnet50", "resnet50_slim2_w25")):
+    for row, name in zip(rows, ("resnet50", "resnet50_slim2_w25"), strict=False):
         params, gmacs = count_parameters(timm.create_model(name)), count_macs(name, img_size=224) / 1e9
         assert row.startswith(f"| `{name}` | {params:,} | {gmacs:.3f} | 224 |")
+
+
+def test_an_unregistered_slim_model_refuses_init_and_says_how() -> None:
+    with pytest.raises(SlimError, match="apply_init"):
+        slim("resnet18", reuse=1, width=0.3, init="random")

@@ -1,8 +1,10 @@
 """The `transfusion` command: a thin layer that parses arguments and calls the library.
 
 Exit codes, the same for every subcommand: 0 success; 2 a user error (bad arguments, or any
-`TransfusionError`: one line on stderr saying what to change); 1 anything else (a traceback: a bug or an
-environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
+`TransfusionError`: one line on stderr saying what to change; every option is checked before anything
+is written, see `cli_checks`); 130 Ctrl-C (train says at which step and how to resume); 1 a fault said in
+one line (no intact checkpoint to resume, a pull request with nothing to review) or anything else (a
+traceback: a bug or an environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
 neither accelerate, datasets nor evaluate.
 """
 
@@ -83,17 +85,26 @@ def _add_models(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_card(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_publish
     from timm_transfusion.hub import write_card
 
+    check_publish(args)
     path = write_card(
         args.run_dir,
         similarity=args.similarity,
         experiment=args.experiment,
         repo_id=args.repo_id,
         license=args.license,
+        force=args.force,
     )
     print(f"wrote {path}")
     return 0
+
+
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force", action="store_true", help="accept a similarity report whose model A is not this run"
+    )
 
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
@@ -103,24 +114,32 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--repo-id", metavar="USER/REPO", help="repo named in the card's usage snippet")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_card)
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from timm_transfusion.hub import push_to_hub
+    from timm_transfusion.cli_checks import check_publish
+    from timm_transfusion.hub import NothingToPushError, push_to_hub
 
-    result = push_to_hub(
-        args.run_dir,
-        args.repo_id,
-        private=args.private,
-        revision=args.revision,
-        create_pr=args.create_pr,
-        token=args.token,
-        commit_message=args.message,
-        similarity=args.similarity,
-        experiment=args.experiment,
-        license=args.license,
-    )
+    check_publish(args)
+    try:
+        result = push_to_hub(
+            args.run_dir,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            create_pr=args.create_pr,
+            token=args.token,
+            commit_message=args.message,
+            similarity=args.similarity,
+            experiment=args.experiment,
+            license=args.license,
+            force=args.force,
+        )
+    except NothingToPushError as err:  # not a mistake, but no pull request either: say so, exit 1
+        print(f"transfusion push: {err}", file=sys.stderr)
+        return 1
     print(result.pr_url or result.commit_url)
     return 0
 
@@ -137,13 +156,16 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--similarity", metavar="DIR", help="similarity report (`transfusion cca --out DIR`)")
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_push)
 
 
 def _run_cca(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_cca
     from timm_transfusion.similarity.pipeline import compare_sources
     from timm_transfusion.similarity.report import REPORT_FILES
 
+    check_cca(args)
     report = compare_sources(
         args.model_a,
         args.model_b,
@@ -246,11 +268,12 @@ EXPERIMENT_VERBS = ("plan", "run", "report")
 
 def _plan_from_args(args: argparse.Namespace) -> Plan:
     from timm_transfusion.train import config_from_args
-    from timm_transfusion.train.grid import build_plan, write_plan
+    from timm_transfusion.train.grid import build_plan, check_plan, write_plan
 
     inits = [name.strip() for name in args.inits.split(",") if name.strip()]
     seeds = list(range(args.seeds)) if args.seeds >= 1 else []
     plan = build_plan(args.output, config_from_args(args), inits=inits, seeds=seeds, source=args.source)
+    check_plan(plan)
     outcome = write_plan(plan, overwrite=args.overwrite)
     print(f"plan: {plan.folder / 'plan.json'} ({outcome}): {len(plan.cells)} cells")
     return plan
@@ -443,6 +466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransfusionError as err:
         print(f"transfusion {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # train and experiment say at which step; elsewhere nothing was half-written
+        print(f"transfusion {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

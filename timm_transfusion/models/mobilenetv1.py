@@ -48,7 +48,7 @@ def _create_with_channels(variant: str, channels: Sequence[int], pretrained: boo
         raise ValueError(
             f"channels={tuple(channels)} must give {len(_STAGES)} widths, one per block group of MobileNet-V1"
         )
-    arch_def = [[f"dsa_r{n}_k3_s{s}_c{c}"] for (n, s), c in zip(_STAGES, channels)]
+    arch_def = [[f"dsa_r{n}_k3_s{s}_c{c}"] for (n, s), c in zip(_STAGES, channels, strict=False)]
     return _create_effnet(
         variant,
         pretrained,

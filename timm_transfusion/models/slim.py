@@ -158,43 +158,22 @@ def slim(base: str, *, reuse: int, width: float, **kwargs: Any) -> nn.Module:
 
     A registered combination (see `SLIM_VARIANTS`) is created by its name; any other is `base` created
     with the slim widths as its builder argument (what stock timm rebuilds from its `config.json`). Other
-    keywords go to `timm.create_model`, `init=` too: its default source is the full base's pretrained
-    weights, and `transfusion-k` copies the groups up to `reuse` from them.
+    keywords go to `timm.create_model` (`init=` too, for a registered name). An unregistered one is marked
+    slim, so `apply_init(model, ...)` takes its default source from the full base's pretrained weights and
+    `transfusion-k` copies the groups up to `reuse` from them.
     """
     spec = SlimSpec(base, reuse, width)
     width_args = slim_widths(base, reuse=reuse, width=width)
     if spec.name in SLIM_VARIANTS and SLIM_VARIANTS[spec.name] == spec:
         return timm.create_model(spec.name, **kwargs)
-    if "init" in kwargs:
-        return _create_initialized(spec, width_args, kwargs)
+    if any(key == "init" or key.startswith("init_") for key in kwargs):
+        raise SlimError(
+            f"{spec.name} is not a registered slim model, so it takes no init= here (models do not depend on "
+            "inits): build it with slim(...), then timm_transfusion.apply_init(model, init, source=..., seed=...)"
+        )
     model = timm.create_model(base, **width_args, **kwargs)
     model.slim_spec = spec
     return model
-
-
-def _create_initialized(spec: SlimSpec, width_args: dict[str, Any], kwargs: dict[str, Any]) -> nn.Module:
-    """An unregistered slim model with `init=`: built seeded, marked slim, then initialized.
-
-    The mark must be there before the init runs: it is what sends the default source to the full base
-    and lets Mean Var read full-width statistics.
-    """
-    from ..init import apply_init  # the init package reads this module's marks, so import it late
-    from ..init.seeding import seeded
-
-    if kwargs.get("features_only"):
-        raise SlimError(
-            f"features_only=True with init= needs a registered slim name ({', '.join(SLIM_VARIANTS)}); "
-            "or create the model with init= and read its forward_intermediates()"
-        )
-    init, source, seed = kwargs.pop("init"), kwargs.pop("init_source", None), kwargs.pop("init_seed", None)
-    options = dict(kwargs.pop("init_options", None) or {})
-    options.update(
-        {key.removeprefix("init_"): kwargs.pop(key) for key in [k for k in kwargs if k.startswith("init_")]}
-    )
-    with seeded(seed):
-        model = timm_create_model(spec.base, **width_args, **kwargs)
-    model.slim_spec = spec
-    return apply_init(model, init, source=source, seed=seed, **options)
 
 
 def slim_spec_of(model: nn.Module) -> SlimSpec | None:

@@ -27,6 +27,7 @@ from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train
 from .model import create_model
+from .preflight import check_cells
 from .representations import change_table, eval_images, representation_change, write_representation_change
 
 REPORT_FILES = ("results.md", "results.csv", "convergence.png", "filters.png", "representations.png")
@@ -263,6 +264,7 @@ def run_experiment(
     from accelerate import PartialState
 
     cells = expand_grid(base, inits=inits, seeds=seeds, source=source)
+    check_cells([cell.config for cell in cells])  # the whole grid, before the first cell trains
     for cell in cells:
         train(cell.config)
     if PartialState().is_main_process:

@@ -97,6 +97,14 @@ def build_plan(folder: str | Path, base: TrainConfig, **axes: Any) -> Plan:
     return Plan(folder=folder, grid=grid_description(base, axes), cells=tuple(cells))
 
 
+def check_plan(plan: Plan) -> None:
+    """Every cell's options, run folder, data and model checked before plan.json is written (the preflight
+    of ``preflight.check_cells``), so a mistake in the last cell is found before the first one trains."""
+    from .preflight import check_cells
+
+    check_cells([plan.train_config(cell) for cell in plan.cells])
+
+
 def grid_cells(plan: Plan) -> list[Cell]:
     """The plan's cells as ``experiment.Cell``s (absolute folders), for ``experiment.write_report``."""
     return [Cell(c.name, plan.run_folder(c), plan.train_config(c)) for c in plan.cells]

@@ -15,7 +15,7 @@ from ..run_folder import write_json_atomic
 from .cell_lock import DEFAULT_STALE_AFTER, is_stale, read_holder
 from .experiment import write_report
 from .grid import Plan, PlanCell, grid_cells
-from .run_folder import latest_checkpoint
+from .run_folder import all_checkpoints
 from .workers import failure_path, is_finished, lock_path, log_path
 
 STATES = ("finished", "running", "failed", "interrupted", "missing")
@@ -38,7 +38,8 @@ def cell_state(plan: Plan, cell: PlanCell, *, stale_after: float = DEFAULT_STALE
     holder = read_holder(lock_path(plan, cell))
     if holder is not None and not is_stale(holder, stale_after):
         return CellState(cell, "running", holder.describe())
-    checkpoint = latest_checkpoint(plan.run_folder(cell))
+    checkpoints = all_checkpoints(plan.run_folder(cell))
+    checkpoint = checkpoints[-1] if checkpoints else None
     resumes = f"resumes from {checkpoint.name}" if checkpoint else "restarts from step 0"
     if failure_path(plan, cell).is_file():
         failure = json.loads(failure_path(plan, cell).read_text())
