@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from tqdm.auto import tqdm
 
@@ -122,7 +123,7 @@ class _Job:
     cell: PlanCell
     lock: CellLock
     process: subprocess.Popen
-    log: object
+    log: IO[str]
     started: float
 
 
@@ -140,11 +141,7 @@ def run_cells(
     if jobs < 1:
         raise PlanError(f"--jobs must be >= 1, got {jobs}")
     gpus = visible_gpus()
-    cpus = (
-        sorted(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else list(range(os.cpu_count() or 1))
-    )
+    cpus = _available_cpus()
     threads = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else None
     result, pending, running = WorkerResult(), list(cells), {}
     heartbeat = _Heartbeat(interval=max(min(stale_after / 10, 30.0), 0.05))
@@ -182,13 +179,7 @@ def run_cells(
             if running:
                 time.sleep(POLL_S)
     finally:
-        for job in running.values():  # interrupted (Ctrl-C, SIGTERM): stop the cells, free their locks
-            job.process.terminate()
-        for job in running.values():
-            _wait(job.process)
-            _record_failure(plan, job, reason="interrupted")
-            job.log.close()
-            job.lock.release()
+        _stop(plan, list(running.values()))
         heartbeat.stop.set()
         bar.close()
         if previous_term is not None:
@@ -196,7 +187,24 @@ def run_cells(
     return result
 
 
-def _forward_sigterm():
+def _available_cpus() -> list[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _stop(plan: Plan, jobs: list[_Job]) -> None:
+    """Interrupted (Ctrl-C, SIGTERM): stop the running cells, record them, free their locks."""
+    for job in jobs:
+        job.process.terminate()
+    for job in jobs:
+        _wait(job.process)
+        _record_failure(plan, job, reason="interrupted")
+        job.log.close()
+        job.lock.release()
+
+
+def _forward_sigterm() -> Callable | int | None:
     """A SIGTERM (Slurm pre-emption, scancel) unwinds the worker like Ctrl-C, so cells stop and locks go."""
     if threading.current_thread() is not threading.main_thread():
         return None
