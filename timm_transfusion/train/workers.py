@@ -208,11 +208,7 @@ def _forward_sigterm() -> Callable | int | None:
     """A SIGTERM (Slurm pre-emption, scancel) unwinds the worker like Ctrl-C, so cells stop and locks go."""
     if threading.current_thread() is not threading.main_thread():
         return None
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    return signal.signal(signal.SIGTERM, interrupt)
+    return signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _start(
