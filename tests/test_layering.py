@@ -171,3 +171,36 @@ def test_layers_import_only_the_layers_below_them():
         if layer(target) != layer(source) and layer(target) not in ALLOWED[layer(source)]
     )
     assert crossing == []
+
+
+def backend_or_pyplot_uses(path: Path) -> list[str]:
+    """``import matplotlib.pyplot`` / ``from matplotlib import pyplot`` and ``matplotlib.use(...)`` in a module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.startswith("matplotlib.pyplot")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("matplotlib"):
+            found += [
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if "pyplot" in f"{node.module}.{alias.name}"
+            ]
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) == "matplotlib.use":
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_no_library_module_switches_the_matplotlib_backend_or_uses_pyplot(tmp_path):
+    assert {name: found for name, path in MODULES.items() if (found := backend_or_pyplot_uses(path))} == {}
+    probe = tmp_path / "probe.py"
+    probe.write_text("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n")
+    assert len(backend_or_pyplot_uses(probe)) == 2  # the scan sees both forms
+
+
+def test_training_writes_and_the_hub_reads_the_run_folder_through_its_schema():
+    assert "timm_transfusion.run_folder" in GRAPH["timm_transfusion.train.loop"]
+    assert "timm_transfusion.run_folder" in GRAPH["timm_transfusion.train.run_folder"]
+    assert "timm_transfusion.run_folder" in GRAPH["timm_transfusion.hub.run"]
+    assert not any(
+        target.startswith("timm_transfusion.train") for target in GRAPH["timm_transfusion.hub.card"]
+    )
