@@ -457,8 +457,8 @@ def test_cca_reports_bad_max_positions_in_one_line(tiny_npz, tmp_path, capsys):
         "--no-pretrained",
         "--max-positions",
         "0",
-        out=tmp_path,
+        out=tmp_path / "o",
         dataset=tiny_npz,
     )
     assert main(argv) == 2
-    assert "max_positions must be a positive integer" in capsys.readouterr().err
+    assert "--max-positions must be >= 1, got 0" in capsys.readouterr().err

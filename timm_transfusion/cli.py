@@ -1,8 +1,10 @@
 """The `transfusion` command: a thin layer that parses arguments and calls the library.
 
 Exit codes, the same for every subcommand: 0 success; 2 a user error (bad arguments, or any
-`TransfusionError`: one line on stderr saying what to change); 1 anything else (a traceback: a bug or an
-environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
+`TransfusionError`: one line on stderr saying what to change; every option is checked before anything
+is written, see `cli_checks`); 130 Ctrl-C (train says at which step and how to resume); 1 a fault said in
+one line (no intact checkpoint to resume, a pull request with nothing to review) or anything else (a
+traceback: a bug or an environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
 neither accelerate, datasets nor evaluate.
 """
 
@@ -79,17 +81,26 @@ def _add_models(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_card(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_publish
     from timm_transfusion.hub import write_card
 
+    check_publish(args)
     path = write_card(
         args.run_dir,
         similarity=args.similarity,
         experiment=args.experiment,
         repo_id=args.repo_id,
         license=args.license,
+        force=args.force,
     )
     print(f"wrote {path}")
     return 0
+
+
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force", action="store_true", help="accept a similarity report whose model A is not this run"
+    )
 
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
@@ -99,24 +110,32 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--repo-id", metavar="USER/REPO", help="repo named in the card's usage snippet")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_card)
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from timm_transfusion.hub import push_to_hub
+    from timm_transfusion.cli_checks import check_publish
+    from timm_transfusion.hub import NothingToPushError, push_to_hub
 
-    result = push_to_hub(
-        args.run_dir,
-        args.repo_id,
-        private=args.private,
-        revision=args.revision,
-        create_pr=args.create_pr,
-        token=args.token,
-        commit_message=args.message,
-        similarity=args.similarity,
-        experiment=args.experiment,
-        license=args.license,
-    )
+    check_publish(args)
+    try:
+        result = push_to_hub(
+            args.run_dir,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            create_pr=args.create_pr,
+            token=args.token,
+            commit_message=args.message,
+            similarity=args.similarity,
+            experiment=args.experiment,
+            license=args.license,
+            force=args.force,
+        )
+    except NothingToPushError as err:  # not a mistake, but no pull request either: say so, exit 1
+        print(f"transfusion push: {err}", file=sys.stderr)
+        return 1
     print(result.pr_url or result.commit_url)
     return 0
 
@@ -133,13 +152,16 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--similarity", metavar="DIR", help="similarity report (`transfusion cca --out DIR`)")
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_push)
 
 
 def _run_cca(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_cca
     from timm_transfusion.similarity.pipeline import compare_sources
     from timm_transfusion.similarity.report import REPORT_FILES
 
+    check_cca(args)
     report = compare_sources(
         args.model_a,
         args.model_b,
@@ -238,11 +260,18 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_experiment(args: argparse.Namespace) -> int:
-    from timm_transfusion.train import config_from_args
+    from timm_transfusion.train import NoIntactCheckpointError, config_from_args
     from timm_transfusion.train.experiment import run_experiment
 
     inits = [name.strip() for name in args.inits.split(",") if name.strip()]
-    paths = run_experiment(config_from_args(args), inits=inits, seeds=args.seeds, source=args.source)
+    try:
+        paths = run_experiment(config_from_args(args), inits=inits, seeds=args.seeds, source=args.source)
+    except NoIntactCheckpointError as err:  # a fault, not a user mistake: one line, exit 1
+        print(f"transfusion experiment: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:  # TrainingInterrupted names the step; rerunning resumes every cell
+        print(f"{err or 'interrupted'}; rerun the same command to continue the grid", file=sys.stderr)
+        return 130
     print(f"report: {paths['results.md']}")
     return 0
 
@@ -290,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransfusionError as err:
         print(f"transfusion {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # train and experiment say at which step; elsewhere nothing was half-written
+        print(f"transfusion {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -295,14 +295,16 @@ def write_card(
     experiment: str | Path | None = None,
     repo_id: str | None = None,
     license: str = DEFAULT_LICENSE,
+    force: bool = False,
 ) -> Path:
     """Render the card of ``run_dir`` into ``run_dir/README.md`` for a local preview; returns its path.
 
     Also draws ``convergence.png`` and ``filters.png`` into ``run_dir`` when it lacks them. Images link to
     the local files; ``repo_id`` (default ``your-username/<run folder name>``) only fills the usage snippet.
+    A similarity report about another model A is refused unless ``force``.
     """
     run = load_run_folder(run_dir)
-    files = layout.collect_files(run, similarity=similarity, experiment=experiment)
+    files = layout.collect_files(run, similarity=similarity, experiment=experiment, force=force)
     files = add_missing_plots(run, files, run.path)
     links = {p: Path(os.path.relpath(f.resolve(), run.path.resolve())).as_posix() for p, f in files.items()}
     card = render_card(

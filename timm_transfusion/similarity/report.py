@@ -35,7 +35,11 @@ class LayerSimilarity:
 
 @dataclass(frozen=True)
 class SimilarityReport:
-    """Layer-wise similarity of model A and model B on the same images."""
+    """Layer-wise similarity of model A and model B on the same images.
+
+    ``provenance`` records exactly what was compared (see ``describe_side``): per side the source as given, the
+    resolved folder, whether its weights were random and under which seed; the dataset, split, image size.
+    """
 
     model_a: str
     model_b: str
@@ -43,6 +47,7 @@ class SimilarityReport:
     layers: list[LayerSimilarity]
     images: int
     settings: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     def value(self, layer: str, metric: str) -> float | None:
         for entry in self.layers:
@@ -70,6 +75,7 @@ class SimilarityReport:
             layers,
             data["images"],
             data.get("settings", {}),
+            data.get("provenance", {}),
         )
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -95,6 +101,7 @@ class SimilarityReport:
         lines = [
             f"Similarity of `{self.model_a}` (A) and `{self.model_b}` (B) on {self.images} images.",
             "",
+            *provenance_lines(self.provenance),
             "| layer | features A | features B | datapoints | " + " | ".join(self.metrics) + " |",
             "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in self.metrics) + " |",
         ]
@@ -137,6 +144,32 @@ class SimilarityReport:
             for kind, path in paths.items():
                 writers[kind](renames.enter_context(atomic_path(path)))
         return paths
+
+
+def describe_side(side: dict) -> str:
+    """``runs/acc1 (random init, seed 1)`` / ``resnet50 (pretrained weights)`` from one provenance side."""
+    if side.get("random"):
+        weights = f"random init of its architecture, seed {side.get('seed')}"
+    else:
+        weights = "trained weights" if side.get("folder") else "pretrained weights"
+    where = f", folder {side['folder']}" if side.get("folder") else ""
+    return f"`{side.get('source')}` ({weights}{where})"
+
+
+def provenance_lines(provenance: dict) -> list[str]:
+    """Markdown bullets saying what was compared; none for reports written before provenance was recorded."""
+    if not provenance:
+        return []
+    data = provenance.get("data", {})
+    lines = [f"- A: {describe_side(provenance['a'])}", f"- B: {describe_side(provenance['b'])}"]
+    if data:
+        limit = f", first {data['limit']}" if data.get("limit") else ""
+        lines.append(
+            f"- images: `{data.get('dataset')}` split `{data.get('split')}`{limit}, {data.get('img_size')} px; "
+            f"datapoints per layer in the table (up to {data.get('max_positions')} positions per image, "
+            f"seed {data.get('position_seed')})"
+        )
+    return [*lines, ""]
 
 
 def _markdown_cell(text: str) -> str:

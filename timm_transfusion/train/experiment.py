@@ -27,6 +27,7 @@ from .config import TrainConfig, TrainConfigError
 from .convergence import threshold_key
 from .loop import train
 from .model import create_model
+from .preflight import check_cells
 from .representations import change_table, eval_images, representation_change, write_representation_change
 
 
@@ -53,19 +54,23 @@ def run_grid(
 ) -> dict[str, list[dict]]:
     """Train every (init, seed) into ``base.output/runs``; returns the summaries grouped by init."""
     check_grid(inits, seeds, source)
+    cells = {
+        (init, seed): replace(
+            base,
+            init=init,
+            init_source=source if resolve_init(init)[0].needs_source else None,
+            seed=seed,
+            init_seed=seed,
+            output=str(Path(base.output) / "runs" / run_name(init, seed)),
+            resume=True,
+        )
+        for init in inits
+        for seed in seeds
+    }
+    check_cells(list(cells.values()))  # the whole grid, before the first cell trains
     summaries: dict[str, list[dict]] = {}
-    for init in inits:
-        for seed in seeds:
-            config = replace(
-                base,
-                init=init,
-                init_source=source if resolve_init(init)[0].needs_source else None,
-                seed=seed,
-                init_seed=seed,
-                output=str(Path(base.output) / "runs" / run_name(init, seed)),
-                resume=True,
-            )
-            summaries.setdefault(init, []).append(train(config))
+    for (init, _), config in cells.items():
+        summaries.setdefault(init, []).append(train(config))
     return summaries
 
 

@@ -74,11 +74,10 @@ def checkpoint_dir(folder: Path, step: int) -> Path:
     return folder / CHECKPOINTS / f"{CHECKPOINT_PREFIX}{step:08d}"
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """Newest complete checkpoint (half-written ones live under a ``.tmp-`` name and are ignored)."""
+def all_checkpoints(folder: Path) -> list[Path]:
+    """Renamed-into-place checkpoints, oldest first (half-written ones live under a ``.tmp-`` name)."""
     root = folder / CHECKPOINTS
-    done = sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()) if root.is_dir() else []
-    return done[-1] if done else None
+    return sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()) if root.is_dir() else []
 
 
 def temporary_twin(path: Path) -> Path:
