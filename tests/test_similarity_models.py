@@ -79,7 +79,10 @@ def test_report_writes_json_csv_markdown_and_png(pretrained_vs_random, tmp_path)
     paths = report.save(tmp_path)
     assert SimilarityReport.from_dict(json.loads(paths["json"].read_text())) == report
     rows = paths["csv"].read_text().splitlines()
-    assert rows[0] == "layer_a,layer_b,features_a,features_b,datapoints,pwcca,svcca,linear_cka"
+    assert rows[0] == (
+        "layer_a,layer_b,features_a,features_b,datapoints,pwcca,svcca,linear_cka,"
+        "pwcca_null,svcca_null,linear_cka_null"
+    )
     assert len(rows) == 1 + len(MOBILENET_LAYERS) and rows[-1].startswith(
         "pre_logits,pre_logits,256,256,400,"
     )

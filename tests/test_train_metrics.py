@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from timm_transfusion.train import steps_to_threshold
+from timm_transfusion.train.convergence import best_auc, crossing_step, evaluation_steps, log_step_area
 from timm_transfusion.train.metrics import METRIC_DIR, classification_metrics, load_metric
 
 
@@ -97,3 +98,37 @@ def test_steps_to_threshold_from_a_known_sequence():
         "0.9": None,
     }
     assert steps_to_threshold([], [0.7]) == {"0.7": None}
+
+
+def test_evaluation_steps_are_log_spaced_early_plus_a_regular_grid():
+    assert evaluation_steps(300, every=100) == [10, 20, 40, 80, 100, 160, 200, 300]
+    assert evaluation_steps(50, every=25, log_start=0) == [25, 50]
+    assert evaluation_steps(7, every=100) == [7]
+
+
+def test_crossing_step_interpolates_between_the_evaluations_around_the_crossing():
+    steps, aucs = [10, 20, 40, 80], [0.55, 0.6, 0.8, 0.85]
+    assert crossing_step(steps, aucs, 0.7) == pytest.approx(30.0)  # halfway from 0.6 @20 to 0.8 @40
+    assert crossing_step(steps, aucs, 0.8) == pytest.approx(40.0)
+    assert crossing_step(steps, aucs, 0.5) == 10.0  # already above at the first evaluation
+    assert crossing_step(steps, aucs, 0.9) is None
+    assert crossing_step(steps, [0.55, None, 0.8, 0.85], 0.7) == pytest.approx(10 + 0.6 * 30)
+
+
+def test_log_step_area_is_the_mean_auc_per_doubling():
+    assert log_step_area([10, 20, 40], [0.6, 0.6, 0.6]) == pytest.approx(0.6)
+    # Two doublings with trapezoids (0.5 + 0.7) / 2 and (0.7 + 0.9) / 2, each of width log 2.
+    assert log_step_area([10, 20, 40], [0.5, 0.7, 0.9]) == pytest.approx(0.7)
+    # An init that is better early has the larger area even with the same final AUC.
+    assert log_step_area([10, 100, 1000], [0.8, 0.85, 0.9]) > log_step_area([10, 100, 1000], [0.5, 0.6, 0.9])
+    assert log_step_area([10, 20], [0.6, None]) is None
+    with pytest.raises(ValueError, match="increasing"):
+        log_step_area([20, 10], [0.5, 0.6])
+
+
+def test_best_auc_skips_undefined_evaluations_wherever_they_sit():
+    """Issue 10: ``max`` over AUCs with a NaN depended on where the NaN sat."""
+    nan = float("nan")
+    for aucs in ([nan, 0.7, 0.8], [0.7, nan, 0.8], [0.8, 0.7, nan], [0.7, None, 0.8]):
+        assert best_auc([{"auc": a} for a in aucs]) == 0.8
+    assert best_auc([{"auc": nan}]) is None

@@ -264,6 +264,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_train)
 
 
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
 EXPERIMENT_VERBS = ("plan", "run", "report")
 
 
@@ -271,9 +275,10 @@ def _plan_from_args(args: argparse.Namespace) -> Plan:
     from timm_transfusion.train import config_from_args
     from timm_transfusion.train.grid import build_plan, check_plan, write_plan
 
-    inits = [name.strip() for name in args.inits.split(",") if name.strip()]
     seeds = list(range(args.seeds)) if args.seeds >= 1 else []
-    plan = build_plan(args.output, config_from_args(args), inits=inits, seeds=seeds, source=args.source)
+    axes = {"inits": _names(args.inits), "seeds": seeds, "source": args.source}
+    axes.update({"models": _names(args.models) or None, "lrs": args.lr_grid or None})
+    plan = build_plan(args.output, config_from_args(args), **axes)
     check_plan(plan)
     outcome = write_plan(plan, overwrite=args.overwrite)
     print(f"plan: {plan.folder / 'plan.json'} ({outcome}): {len(plan.cells)} cells")
@@ -323,6 +328,8 @@ def _report(plan: Plan, args: argparse.Namespace) -> int:
 def _run_experiment(args: argparse.Namespace) -> int:
     """No verb: plan + run every cell + report, so one command still does the whole grid."""
     plan = _plan_from_args(args)
+    if args.report_only:
+        return _report(plan, args)
     code = _run_cells(plan, list(plan.cells), args)
     return _report(plan, args) or code
 
@@ -352,6 +359,7 @@ def _run_experiment_report(args: argparse.Namespace) -> int:
 
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     from timm_transfusion.train import add_train_arguments
+    from timm_transfusion.train.config import float_list
 
     add_train_arguments(parser, grid=True)
     parser.add_argument(
@@ -360,9 +368,18 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inits",
         default="random,pretrained,meanvar,transfusion-1,transfusion-2",
-        help="comma-separated init names",
+        help="comma-separated init names; transfusion-* = transfusion-0 .. the model's block groups",
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per init")
+    parser.add_argument(
+        "--models", help="comma-separated timm models, each with every init (default: --model)"
+    )
+    parser.add_argument(
+        "--lr-grid",
+        type=float_list,
+        default=None,
+        help="learning rates, e.g. 3e-4,1e-3,3e-3: each init gets the one best on --select-split",
+    )
 
 
 def _add_worker_arguments(parser: argparse.ArgumentParser, *, stale_only: bool = False) -> None:
@@ -389,12 +406,17 @@ def _add_worker_arguments(parser: argparse.ArgumentParser, *, stale_only: bool =
 def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "experiment",
-        help="the paper's grid: inits x seeds, results + plots (verbs: plan | run | report)",
+        help="the paper's grid: models x inits x lrs x seeds, findings + tables + plots (verbs: plan | run | report)",
         description="Without a verb: plan the grid, run every cell (each its own process), write the report. "
         "`transfusion experiment plan|run|report --help` for the steps.",
     )
     _add_grid_arguments(parser)
     _add_worker_arguments(parser)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the report from the cells that have finished (the others are listed)",
+    )
     parser.set_defaults(handler=_run_experiment)
 
 

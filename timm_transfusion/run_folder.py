@@ -8,6 +8,7 @@ config.json, model.safetensors   timm ``save_for_hf`` (stock ``timm.create_model
 train_args.json                  the TrainConfig (written first: marks the folder as a run)
 metrics.jsonl                    one evaluation per line (step, epoch, train_loss, lr, loss, auc, ...)
 eval_predictions.npz             index, scores, labels of the last evaluation (optional)
+eval_predictions/step_NNNNNNNN.npz  the same for every evaluation (experiments bootstrap over them)
 summary.json                     written last: its presence marks a complete run
 checkpoints/step_NNNNNNNN/       accelerate ``save_state`` (half-written ones under a ``.tmp-`` name)
 ```
@@ -29,6 +30,7 @@ WEIGHTS = "model.safetensors"
 TRAIN_ARGS = "train_args.json"
 METRICS = "metrics.jsonl"
 PREDICTIONS = "eval_predictions.npz"
+PREDICTIONS_DIR = "eval_predictions"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_PREFIX = "step_"

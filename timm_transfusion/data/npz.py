@@ -8,6 +8,7 @@ range (see ``as_uint8``): uint8 as is, integers within 0..255, floats within [0,
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import datasets
@@ -45,10 +46,20 @@ def as_uint8(images: np.ndarray, where: str) -> np.ndarray:
 
 
 def load_npz(path: str | Path, split: str) -> datasets.Dataset:
-    """Load one split of a MedMNIST-layout file as a Dataset with ``image`` (RGB) and ``label`` columns."""
+    """Load one split of a MedMNIST-layout file as a Dataset with ``image`` (RGB) and ``label`` columns.
+
+    Kept in memory per (file, size, mtime, split): an experiment grid trains many runs on the same split in
+    one process, and building the Dataset (every image encoded) cost more than a short run's training.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetSpecError(f"npz file {str(path)!r} does not exist")
+    stat = path.stat()
+    return _load_npz(path.resolve(), stat.st_size, stat.st_mtime_ns, split)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_npz(path: Path, size: int, mtime_ns: int, split: str) -> datasets.Dataset:
     with np.load(path) as data:
         keys = set(data.files)
         image_key, label_key = f"{split}_images", f"{split}_labels"

@@ -1,6 +1,7 @@
 """Initializers: random, pretrained, meanvar, transfusion-k and hybrids, in a registry others can extend."""
 
 from . import initializers as _builtins  # noqa: F401  (registers the built-in initializers)
+from . import rescaled as _rescaled  # noqa: F401  (registers `rescaled`)
 from .apply import apply_init
 from .errors import (
     BlockIndexError,

@@ -26,6 +26,7 @@ from .errors import (
 )
 from .metrics import cca, linear_cka, mean_cca, pwcca, svcca
 from .moments import Covariance, MomentAccumulator
+from .null import UnpairedStream, bias_note, expected_null_sum_squared_cca, unpaired
 from .report import LayerSimilarity, SimilarityReport
 
 __all__ = [
@@ -44,14 +45,18 @@ __all__ = [
     "SimilarityOptionError",
     "SimilarityReport",
     "UnderdeterminedWarning",
+    "UnpairedStream",
+    "bias_note",
     "canonical_correlation_analysis",
     "canonical_correlations",
     "cca",
     "compare",
     "default_layers",
+    "expected_null_sum_squared_cca",
     "linear_cka",
     "mean_cca",
     "projection_weights",
     "pwcca",
     "svcca",
+    "unpaired",
 ]

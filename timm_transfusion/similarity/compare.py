@@ -5,9 +5,12 @@ Memory is O(Σ features²) per layer pair, independent of the number of images.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -23,7 +26,9 @@ from .capture import (
 from .cca import check_epsilon
 from .errors import BatchTypeError, LayerError, NotEnoughDataError, SimilarityOptionError
 from .moments import MomentAccumulator
+from .null import UnpairedStream, bias_note
 from .report import LayerSimilarity, SimilarityReport, finite_or_none
+from .resample import GroupedMoments, check_replicate_weights
 from .scores import (
     linear_cka_from_moments,
     mean_cca_from_moments,
@@ -214,6 +219,8 @@ def compare(
     preprocess: Preprocess | None = None,
     preprocess_b: Preprocess | None = None,
     names: tuple[str, str] = ("A", "B"),
+    null: bool = True,
+    replicate_weights: np.ndarray | None = None,
     progress: bool = False,
 ) -> SimilarityReport:
     """Layer-wise similarity of two models (or one model at two checkpoints) on the images in ``data``.
@@ -229,22 +236,35 @@ def compare(
     max_positions: spatial positions (datapoints) kept per image and conv layer, chosen deterministically.
     Layers whose maps differ in size are average-pooled to the smaller one. A metric that is undefined
     for a layer (e.g. fewer datapoints than features) is reported as None with a note.
+    null: also compute every metric on unpaired activations (A's image i against B's image i+1, see
+    ``similarity.null``): what unrelated representations score at the same n and d. Layers with fewer
+    than 10 datapoints per feature get a bias note.
+    replicate_weights: (resamples, G) weights of G groups of images (image i in group i mod G), e.g.
+        bootstrap counts from ``train.stats``; each layer then also holds every metric of every resample
+        (``LayerSimilarity.replicates``), for intervals over images. The same weights for two reports pair
+        their resamples.
     """
     metrics = _checked_options(metrics, max_positions, epsilon)
+    replicate_weights = check_replicate_weights(replicate_weights)
+    groups = 1 if replicate_weights is None else replicate_weights.shape[1]
     preprocess_b = preprocess if preprocess_b is None else preprocess_b
     pairs = _layer_pairs(model_a, model_b, layers)
     capture_a = LayerCapture(model_a, [a for a, _ in pairs])
     capture_b = LayerCapture(model_b, [b for _, b in pairs])
     device = _device_of(model_a)
     fourth_moments = "linear_cka_debiased" in metrics
-    accumulators = [MomentAccumulator(device=device, fourth_moments=fourth_moments) for _ in pairs]
+    accumulators = [
+        [MomentAccumulator(device=device, fourth_moments=fourth_moments) for _ in range(groups)]
+        for _ in pairs
+    ]
+    unpaired = [UnpairedStream(device=device, fourth_moments=fourth_moments) for _ in pairs] if null else []
     images_seen = 0
     with _evaluating(model_a, model_b):
         for batch in tqdm(data, desc="similarity", unit="batch", disable=not progress):
             images = _batch_images(batch)
             acts_a = capture_a(_model_input(images, model_a, preprocess, "A"))
             acts_b = capture_b(_model_input(images, model_b, preprocess_b, "B"))
-            for (name_a, name_b), accumulator in zip(pairs, accumulators, strict=True):
+            for index, (name_a, name_b) in enumerate(pairs):
                 a, b = match_spatial(acts_a[name_a], acts_b[name_b].to(device))
                 a, b = as_positions(a), as_positions(b)
                 if a.shape[1] != b.shape[1]:
@@ -252,19 +272,31 @@ def compare(
                         f"layers {name_a!r} and {name_b!r} have {a.shape[1]} and {b.shape[1]} "
                         "positions per image; compare layers with matching token counts"
                     )
-                accumulator.update(*subsample_positions(a, b, images_seen, max_positions, seed))
+                kept_a, kept_b = subsample_positions(a, b, images_seen, max_positions, seed)
+                per_image = (images.shape[0], -1)
+                kept_a, kept_b = (
+                    kept_a.reshape(*per_image, a.shape[2]),
+                    kept_b.reshape(*per_image, b.shape[2]),
+                )
+                _update_groups(accumulators[index], kept_a, kept_b, images_seen)
+                if null:
+                    unpaired[index].update(kept_a, kept_b)
             images_seen += images.shape[0]
     if images_seen == 0:
         raise NotEnoughDataError("data yielded no images")
+    nulls = [stream.finish() for stream in unpaired] if null else [None] * len(pairs)
     entries = [
-        _layer_entry(pair, accumulator, metrics, epsilon)
-        for pair, accumulator in zip(pairs, accumulators, strict=True)
+        _layer_entry(pair, layer_groups, metrics, epsilon, null_moments, replicate_weights)
+        for pair, layer_groups, null_moments in zip(pairs, accumulators, nulls, strict=True)
     ]
-    settings = {"max_positions": max_positions, "epsilon": epsilon, "seed": seed}
+    settings = {"max_positions": max_positions, "epsilon": epsilon, "seed": seed, "null": null}
     return SimilarityReport(names[0], names[1], metrics, entries, images_seen, settings)
 
 
-def _layer_entry(pair, accumulator: MomentAccumulator, metrics, epsilon: float) -> LayerSimilarity:
+def _metric_values(
+    accumulator: MomentAccumulator, metrics, epsilon: float
+) -> tuple[dict[str, float | None], list[str]]:
+    """metric -> value (None where undefined) and the notes saying why."""
     values: dict[str, float | None] = {}
     notes = []
     for metric in metrics:
@@ -273,6 +305,61 @@ def _layer_entry(pair, accumulator: MomentAccumulator, metrics, epsilon: float) 
         except ValueError as error:
             values[metric] = None
             notes.append(f"{metric}: {error}")
+    return values, notes
+
+
+def _update_groups(
+    groups: list[MomentAccumulator], a: torch.Tensor, b: torch.Tensor, first_image: int
+) -> None:
+    """Add a batch (images, positions, features) to the accumulators of its images' groups (i mod G)."""
+    if len(groups) == 1:
+        groups[0].update(a.reshape(-1, a.shape[2]), b.reshape(-1, b.shape[2]))
+        return
+    ids = torch.arange(first_image, first_image + a.shape[0]) % len(groups)
+    for group in ids.unique().tolist():
+        rows = (ids == group).to(a.device)
+        groups[group].update(a[rows].reshape(-1, a.shape[2]), b[rows].reshape(-1, b.shape[2]))
+
+
+def _replicates(
+    groups: list[MomentAccumulator], metrics, epsilon: float, weights: np.ndarray
+) -> dict[str, list[float | None]]:
+    """Every metric (but debiased CKA, which needs fourth-order sums) of every resample of the groups."""
+    resampled = [m for m in metrics if m != "linear_cka_debiased"]
+    if not resampled:
+        return {}
+    grouped = GroupedMoments(groups)
+    replicates: dict[str, list[float | None]] = {m: [] for m in resampled}
+    for row in weights:
+        values = _metric_values(grouped.weighted(row), resampled, epsilon)[0]
+        for metric in resampled:
+            replicates[metric].append(values[metric])
+    return replicates
+
+
+def _layer_entry(
+    pair,
+    groups: list[MomentAccumulator],
+    metrics,
+    epsilon: float,
+    null_moments: MomentAccumulator | None,
+    replicate_weights: np.ndarray | None,
+) -> LayerSimilarity:
+    accumulator = functools.reduce(operator.add, groups)
+    values, notes = _metric_values(accumulator, metrics, epsilon)
+    null_values = _metric_values(null_moments, metrics, epsilon)[0] if null_moments is not None else {}
     features_a, features_b = accumulator.features
-    note = "; ".join(dict.fromkeys(notes)) or None
-    return LayerSimilarity(pair[0], pair[1], features_a, features_b, accumulator.n, values, note)
+    biased = bias_note(accumulator.n, features_a, features_b)
+    note = "; ".join(dict.fromkeys(notes + ([biased] if biased else []))) or None
+    replicates = {} if replicate_weights is None else _replicates(groups, metrics, epsilon, replicate_weights)
+    return LayerSimilarity(
+        pair[0],
+        pair[1],
+        features_a,
+        features_b,
+        accumulator.n,
+        values,
+        note,
+        null=null_values,
+        replicates=replicates,
+    )

@@ -14,11 +14,17 @@ from ..files import atomic_path, write_text_atomic
 from .errors import ReportKeyError, ReportPathError
 
 REPORT_FILES = ("json", "csv", "md", "png")
+NULL_MEANING = "what unrelated representations score at the same datapoints and features"
 
 
 @dataclass(frozen=True)
 class LayerSimilarity:
-    """One compared layer pair: its sizes, the datapoints seen, and metric -> value (None if undefined)."""
+    """One compared layer pair: its sizes, the datapoints seen, and metric -> value (None if undefined).
+
+    ``null`` holds each metric on the same activations unpaired (see ``similarity.null``); empty when the
+    report was computed without a null baseline. ``replicates`` holds each metric of every resample of the
+    images when ``compare`` was given ``replicate_weights`` (None where a resample left it undefined).
+    """
 
     layer_a: str
     layer_b: str
@@ -27,6 +33,8 @@ class LayerSimilarity:
     datapoints: int
     values: dict[str, float | None]
     note: str | None = None
+    null: dict[str, float | None] = field(default_factory=dict)
+    replicates: dict[str, list[float | None]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -62,6 +70,15 @@ class SimilarityReport:
             raise ReportKeyError(f"no metric {metric!r} in the report; metrics: {list(self.metrics)}")
         return [entry.values[metric] for entry in self.layers]
 
+    def null_column(self, metric: str) -> list[float | None]:
+        """The null baseline of ``metric`` per layer (None where it was not computed)."""
+        self.column(metric)
+        return [entry.null.get(metric) for entry in self.layers]
+
+    @property
+    def has_null(self) -> bool:
+        return any(entry.null for entry in self.layers)
+
     def to_dict(self) -> dict:
         return {**asdict(self), "metrics": list(self.metrics)}
 
@@ -87,9 +104,14 @@ class SimilarityReport:
     def to_csv(self, path: str | Path | None = None) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["layer_a", "layer_b", "features_a", "features_b", "datapoints", *self.metrics])
+        null_names = [f"{m}_null" for m in self.metrics] if self.has_null else []
+        writer.writerow(
+            ["layer_a", "layer_b", "features_a", "features_b", "datapoints", *self.metrics, *null_names]
+        )
         for entry in self.layers:
             values = ["" if entry.values[m] is None else repr(entry.values[m]) for m in self.metrics]
+            if null_names:
+                values += ["" if entry.null.get(m) is None else repr(entry.null[m]) for m in self.metrics]
             writer.writerow(
                 [entry.layer_a, entry.layer_b, entry.features_a, entry.features_b, entry.datapoints, *values]
             )
@@ -98,15 +120,26 @@ class SimilarityReport:
         return buffer.getvalue()
 
     def to_markdown(self, path: str | Path | None = None) -> str:
+        columns = list(self.metrics) + ([f"{m} (null)" for m in self.metrics] if self.has_null else [])
         lines = [
             f"Similarity of `{self.model_a}` (A) and `{self.model_b}` (B) on {self.images} images.",
+            *(
+                [
+                    "",
+                    f"(null): the same metric with A's image i paired with another place of B's image i+1, {NULL_MEANING}.",
+                ]
+                if self.has_null
+                else []
+            ),
             "",
             *provenance_lines(self.provenance),
-            "| layer | features A | features B | datapoints | " + " | ".join(self.metrics) + " |",
-            "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in self.metrics) + " |",
+            "| layer | features A | features B | datapoints | " + " | ".join(columns) + " |",
+            "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in columns) + " |",
         ]
         for entry in self.layers:
-            values = ["n/a" if entry.values[m] is None else f"{entry.values[m]:.4f}" for m in self.metrics]
+            values = [_number(entry.values[m]) for m in self.metrics]
+            if self.has_null:
+                values += [_number(entry.null.get(m)) for m in self.metrics]
             row = [
                 _markdown_cell(entry.name),
                 str(entry.features_a),
@@ -125,8 +158,10 @@ class SimilarityReport:
         from timm_transfusion.viz.similarity import plot_similarity
 
         lines = {metric: self.column(metric) for metric in self.metrics}
+        nulls = {f"{m} (null)": self.null_column(m) for m in self.metrics} if self.has_null else {}
         title = title or f"{self.model_a} vs {self.model_b} ({self.images} images)"
-        return plot_similarity([entry.name for entry in self.layers], lines, path, title=title)
+        names = [entry.name for entry in self.layers]
+        return plot_similarity(names, lines, path, title=title, dashed=nulls)
 
     def save(self, directory: str | Path) -> dict[str, Path]:
         """similarity.json, similarity.csv, similarity.md and similarity.png in ``directory``, all or none.
@@ -170,6 +205,10 @@ def provenance_lines(provenance: dict) -> list[str]:
             f"seed {data.get('position_seed')})"
         )
     return [*lines, ""]
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _markdown_cell(text: str) -> str:

@@ -22,6 +22,7 @@ class TrainConfig:
     init_seed: int | None = None
     train_split: str = "train"
     eval_split: str = "val"
+    select_split: str | None = None  # also evaluated once at the end (experiments choose the lr on it)
     image_column: str | None = None
     label_column: str | None = None
     num_classes: int | None = None
@@ -41,6 +42,7 @@ class TrainConfig:
     mixed_precision: str = "no"
     seed: int = 0
     eval_every: int = 100
+    eval_log_start: int = 10  # also evaluate at 10, 20, 40, … (dense early, where inits differ); 0: off
     auc_thresholds: list[float] = field(default_factory=lambda: [0.7, 0.75])
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
@@ -59,7 +61,8 @@ class TrainConfig:
         validate_config(self)
 
 
-def _floats(text: str) -> list[float]:
+def float_list(text: str) -> list[float]:
+    """``0.7,0.75`` -> [0.7, 0.75] (argparse type)."""
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -87,7 +90,16 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, grid: bool = False) 
         parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--train-split", default=d.train_split)
     parser.add_argument(
-        "--eval-split", default=d.eval_split, help="split to evaluate on ('val' also finds validation)"
+        "--eval-split",
+        default="test" if grid else d.eval_split,
+        help="split to evaluate on ('val' also finds validation)" + (" (default: test)" if grid else ""),
+    )
+    parser.add_argument(
+        "--select-split",
+        default="val" if grid else None,
+        type=lambda text: None if text.lower() == "none" else text,
+        help="split evaluated once at the end"
+        + (" that --lr-grid chooses on (default: val; none: off)" if grid else " (e.g. val)"),
     )
     parser.add_argument("--image-column", default=None)
     parser.add_argument(
@@ -121,8 +133,14 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, grid: bool = False) 
         default=d.mixed_precision,
         help="fp16 needs a GPU",
     )
-    parser.add_argument("--eval-every", type=int, default=d.eval_every)
-    parser.add_argument("--auc-thresholds", type=_floats, default=d.auc_thresholds, help="e.g. 0.7,0.75")
+    parser.add_argument("--eval-every", type=int, default=d.eval_every, help="a regular evaluation grid")
+    parser.add_argument(
+        "--eval-log-start",
+        type=int,
+        default=d.eval_log_start,
+        help="also evaluate at this step and its doublings (10, 20, 40, ...; 0: off)",
+    )
+    parser.add_argument("--auc-thresholds", type=float_list, default=d.auc_thresholds, help="e.g. 0.7,0.75")
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="0: no checkpoints")
     parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, help="0 keeps all")
     parser.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")

@@ -38,7 +38,7 @@ from ..data import (
 from ..files import default_file_mode
 from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_atomic, write_jsonl_atomic
 from .config import TrainConfig, TrainConfigError
-from .convergence import TrainHistory, steps_to_threshold
+from .convergence import TrainHistory, best_auc, evaluation_steps, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
 from .faults import NoIntactCheckpointError, TrainingInterrupted
 from .model import check_image_size, create_model
@@ -51,6 +51,7 @@ from .run_folder import (
     prune_checkpoints,
     remove_stale_temporaries,
     temporary_twin,
+    write_eval_predictions,
 )
 
 
@@ -83,6 +84,7 @@ class _Inputs:
     model: torch.nn.Module | None  # None only when check_run was asked not to build it
     start_over: bool
     held: str = "empty"  # what the output folder held: "empty", "same" (this run) or "different"
+    select_ds: Dataset | None = None  # evaluated once at the end (experiments choose the lr on it)
 
 
 @dataclass
@@ -125,6 +127,10 @@ def _check_inputs(config: TrainConfig, state: PartialState, *, build_model: bool
     labels = label_info(train_ds, config.num_classes)
     check_labels(train_ds, labels, where.format(config.train_split))
     check_labels(eval_ds, labels, where.format(config.eval_split))
+    select_ds = None
+    if config.select_split is not None:
+        select_ds = load_dataset_spec(config.dataset, config.select_split, **kwargs)
+        check_labels(select_ds, labels, where.format(config.select_split))
     if len(train_ds) < config.batch_size * state.num_processes:
         raise LabelError(
             f"{where.format(config.train_split)} has {len(train_ds)} images, fewer than one batch "
@@ -138,7 +144,7 @@ def _check_inputs(config: TrainConfig, state: PartialState, *, build_model: bool
     if model is not None:
         check_image_size(model, img_size)
     start_over = holds == "different" or (holds == "same" and not config.resume)
-    return _Inputs(train_ds, eval_ds, labels, img_size, model, start_over, holds)
+    return _Inputs(train_ds, eval_ds, labels, img_size, model, start_over, holds, select_ds)
 
 
 def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> None:
@@ -272,8 +278,27 @@ def _evaluate_and_record(config: TrainConfig, session: _Session, labels: LabelIn
     session.history.records.append(record)
     accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=session.step)
     if accelerator.is_main_process:
+        if config.save_predictions:  # every evaluation's per-image scores: the report bootstraps over them
+            write_eval_predictions(Path(config.output), session.step, predictions)
         write_jsonl_atomic(Path(config.output) / METRICS, session.history.records)
     return predictions
+
+
+def _evaluate_selection(config: TrainConfig, session: _Session, inputs: _Inputs) -> dict | None:
+    """The selection split (e.g. val) once, at the end: an experiment chooses each init's lr on it."""
+    if inputs.select_ds is None:
+        return None
+    dataset = TransformedDataset(
+        inputs.select_ds, build_transform(session.data_config, training=False), seed=config.seed
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.eval_batch_size or config.batch_size, num_workers=config.workers
+    )
+    accelerator = session.accelerator
+    metrics, _ = evaluate_model(
+        accelerator, session.model, accelerator.prepare(loader), session.data_config, inputs.labels
+    )
+    return {"split": config.select_split, **metrics}
 
 
 def _sync_history(session: _Session) -> None:
@@ -326,6 +351,9 @@ def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> d
     """Step 4: optimizer steps up to ``max_steps``, evaluating and checkpointing on schedule; the last predictions."""
     accelerator, history = session.accelerator, session.history
     batches_per_epoch, last_eval_step, predictions = len(session.train_loader), None, None
+    schedule = set(
+        evaluation_steps(config.max_steps, every=config.eval_every, log_start=config.eval_log_start)
+    )
     progress = tqdm(
         total=config.max_steps,
         initial=session.step,
@@ -348,7 +376,7 @@ def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> d
             progress.update(1)
             if session.scheduler is not None:
                 session.scheduler.step_update(step)
-            if step % config.eval_every == 0 or step == config.max_steps:
+            if step in schedule:
                 predictions, last_eval_step = _evaluate_and_record(config, session, labels), step
                 progress.set_postfix(auc=f"{history.records[-1]['auc']:.3f}")
                 session.running_loss.zero_()
@@ -365,7 +393,7 @@ def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> d
     return _evaluate_and_record(config, session, labels)
 
 
-def _summary(config: TrainConfig, session: _Session, inputs: _Inputs) -> dict:
+def _summary(config: TrainConfig, session: _Session, inputs: _Inputs, select: dict | None) -> dict:
     """The run's summary.json: what was trained, on what, and how it ended."""
     history, labels = session.history, inputs.labels
     final = history.records[-1]
@@ -386,7 +414,8 @@ def _summary(config: TrainConfig, session: _Session, inputs: _Inputs) -> dict:
         "train_samples": len(inputs.train_ds),
         "eval_samples": len(inputs.eval_ds),
         "final": {k: v for k, v in final.items() if k not in ("step", "epoch", "elapsed_s", "lr")},
-        "best_auc": max(r["auc"] for r in history.records),
+        "best_auc": best_auc(history.records),
+        "select": select,
         "steps_to_threshold": steps_to_threshold(history.records, config.auc_thresholds),
         "wall_time_s": history.elapsed_s,
     }
@@ -395,9 +424,10 @@ def _summary(config: TrainConfig, session: _Session, inputs: _Inputs) -> dict:
 def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions: dict) -> dict:
     """Step 5: weights + config (timm-loadable), predictions, then summary.json last (marks the run complete)."""
     accelerator, folder = session.accelerator, Path(config.output)
+    select = _evaluate_selection(config, session, inputs)
     _sync_history(session)
     accelerator.wait_for_everyone()
-    summary = _summary(config, session, inputs)
+    summary = _summary(config, session, inputs, select)
     if accelerator.is_main_process:
         export_model(
             accelerator.unwrap_model(session.model),

@@ -40,12 +40,16 @@ def eval_images(
 
 
 def write_representation_change(
-    folder: Path, reports: dict[str, SimilarityReport], metric: str = "pwcca"
+    folder: Path,
+    reports: dict[str, SimilarityReport],
+    metric: str = "pwcca",
+    *,
+    name: str = "representations",
 ) -> dict[str, Path]:
-    """``representations.json`` (every report), ``representations.csv`` (layer × init) and the plot."""
+    """``NAME.json`` (every report), ``NAME.csv`` (layer × init) and ``NAME.png``."""
     from ..viz.similarity import plot_representation_change
 
-    paths = {kind: folder / f"representations.{kind}" for kind in ("json", "csv", "png")}
+    paths = {kind: folder / f"{name}.{kind}" for kind in ("json", "csv", "png")}
     payload = {init: report.to_dict() for init, report in reports.items()}
     write_text_atomic(paths["json"], json.dumps(payload, indent=2) + "\n")
     buffer = io.StringIO()

@@ -10,14 +10,23 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from timm.models import save_for_hf
 
 from ..errors import TransfusionError
 from ..files import TMP_PREFIX, default_file_mode
 from ..models.slim import stock_export
-from ..run_folder import CHECKPOINT_PREFIX, CHECKPOINTS, CONFIG, SUMMARY, TRAIN_ARGS, WEIGHTS
-from ..run_folder import RUN_CONTROL_KEYS as RUN_CONTROL_KEYS  # re-exported: the schema owns them
+from ..run_folder import (
+    CHECKPOINT_PREFIX,
+    CHECKPOINTS,
+    CONFIG,
+    PREDICTIONS_DIR,
+    RUN_CONTROL_KEYS,  # re-exported: the schema owns them
+    SUMMARY,
+    TRAIN_ARGS,
+    WEIGHTS,
+)
 from ..run_folder import write_json_atomic as write_json_atomic
 from ..run_folder import write_jsonl_atomic as write_jsonl_atomic
 
@@ -74,6 +83,36 @@ def checkpoint_dir(folder: Path, step: int) -> Path:
     return folder / CHECKPOINTS / f"{CHECKPOINT_PREFIX}{step:08d}"
 
 
+def predictions_path(folder: Path, step: int) -> Path:
+    """Where the per-image predictions of the evaluation at ``step`` are kept."""
+    return folder / PREDICTIONS_DIR / f"{CHECKPOINT_PREFIX}{step:08d}.npz"
+
+
+def write_eval_predictions(folder: Path, step: int, predictions: dict[str, np.ndarray]) -> None:
+    """One evaluation's ``index`` (N,), ``scores`` (N, C) float32 and ``labels``, written aside and renamed."""
+    path = predictions_path(folder, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = temporary_twin(path)
+    with staging.open("wb") as handle:
+        np.savez(handle, **predictions)
+    os.chmod(staging, default_file_mode())
+    staging.replace(path)
+
+
+def read_eval_predictions(folder: Path, steps: list[int]) -> list[dict[str, np.ndarray]] | None:
+    """The predictions of every evaluation in ``steps``, rows sorted by image index so that runs align;
+    None if any evaluation's file is missing."""
+    paths = [predictions_path(folder, step) for step in steps]
+    if not paths or not all(p.is_file() for p in paths):
+        return None
+    result = []
+    for path in paths:
+        with np.load(path) as data:
+            order = np.argsort(data["index"], kind="stable")
+            result.append({key: data[key][order] for key in ("index", "scores", "labels")})
+    return result
+
+
 def all_checkpoints(folder: Path) -> list[Path]:
     """Renamed-into-place checkpoints, oldest first (half-written ones live under a ``.tmp-`` name)."""
     root = folder / CHECKPOINTS
@@ -87,7 +126,7 @@ def temporary_twin(path: Path) -> Path:
 
 def remove_stale_temporaries(folder: Path) -> None:
     """Leftovers of a killed write: never trusted, removed before a run (re)starts."""
-    for root in (folder, folder / CHECKPOINTS):
+    for root in (folder, folder / CHECKPOINTS, folder / PREDICTIONS_DIR):
         for stale in root.glob(TMP_PREFIX + "*") if root.is_dir() else ():
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 

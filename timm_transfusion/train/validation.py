@@ -24,6 +24,7 @@ LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
     ("grad_accum", 1, False),
     ("max_steps", 0, False),
     ("eval_every", 1, False),
+    ("eval_log_start", 0, False),
     ("checkpoint_every", 0, False),
     ("keep_checkpoints", 0, False),
     ("workers", 0, False),

@@ -11,10 +11,16 @@ from .figures import new_figure, save_png
 
 
 def plot_similarity(
-    names: list[str], lines: dict[str, list[float | None]], path: str | Path, *, title: str
+    names: list[str],
+    lines: dict[str, list[float | None]],
+    path: str | Path,
+    *,
+    title: str,
+    dashed: dict[str, list[float | None]] | None = None,
 ) -> Path:
-    """Write a PNG of each metric's line (y, 0–1) against the layers ``names`` (x, input to output)."""
-    return _plot_layer_profiles(names, lines, path, title, "similarity")
+    """Write a PNG of each metric's line (y, 0–1) against the layers ``names`` (x, input to output); the
+    ``dashed`` lines (null baselines) in the same colours."""
+    return _plot_layer_profiles(names, lines, path, title, "similarity", dashed=dashed or {})
 
 
 def plot_representation_change(
@@ -32,15 +38,25 @@ def plot_representation_change(
 
 
 def _plot_layer_profiles(
-    names: list[str], lines: dict[str, list[float | None]], path: str | Path, title: str, ylabel: str
+    names: list[str],
+    lines: dict[str, list[float | None]],
+    path: str | Path,
+    title: str,
+    ylabel: str,
+    *,
+    dashed: dict[str, list[float | None]] | None = None,
 ) -> Path:
-    """Each line's values (y, 0–1; None left out) against the layers (x, input to output) as a PNG."""
+    """Each line's values (y, 0–1; None left out) against the layers (x, input to output) as a PNG; the
+    ``dashed`` lines (e.g. null baselines, in the order of ``lines``) share their solid line's colour."""
     figure = new_figure(figsize=(max(5.0, 0.7 * len(names) + 2.0), 3.6), dpi=120)
     axes = figure.subplots()
     for label, values in lines.items():
         axes.plot(
             range(len(names)), [float("nan") if v is None else v for v in values], marker="o", label=label
         )
+    for (label, values), solid in zip((dashed or {}).items(), axes.get_lines(), strict=False):
+        y = [float("nan") if v is None else v for v in values]
+        axes.plot(range(len(names)), y, linestyle="--", color=solid.get_color(), alpha=0.7, label=label)
     axes.set_xticks(range(len(names)), names, rotation=35, ha="right")
     axes.set_ylim(0.0, 1.02)
     axes.set_ylabel(ylabel)
