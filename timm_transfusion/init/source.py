@@ -150,14 +150,18 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise SourceError(f"weights file {str(path)!r}: {error}") from error
 
 
-@cache
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub endpoint accepts a TCP connection (asked once per process).
+def hub_reachable() -> bool:
+    """Whether the Hub endpoint (``HF_ENDPOINT``) accepts a TCP connection, asked once per endpoint and process.
 
     Unreachable, huggingface_hub retries every request with back-off (about 50 s) before it falls back to the
     cache or fails; knowing up front lets a load go straight to the cache.
     """
-    endpoint = urlparse(constants.ENDPOINT)
+    return _accepts_connections(constants.ENDPOINT)
+
+
+@cache
+def _accepts_connections(url: str, timeout: float = 3.0) -> bool:
+    endpoint = urlparse(url)
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
         socket.create_connection((endpoint.hostname, port), timeout=timeout).close()

@@ -41,7 +41,7 @@ def check_stride(model: torch.nn.Module, img_size: int) -> None:
         f"{img_size}x{img_size} images are smaller than {name}'s total stride {stride}: its last stages see 1x1 "
         f"maps; --img-size {stride} or more gives them spatial context",
         SmallImageWarning,
-        stacklevel=2,
+        stacklevel=3,  # the caller of check_image_size
     )
 
 
