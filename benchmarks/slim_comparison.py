@@ -62,11 +62,11 @@ def table(arms: dict[str, dict[int, dict]], reference: str | None) -> str:
         aucs = [runs[s]["summary"]["final"]["auc"] for s in sorted(runs)]
         mean, low, high = t_interval(aucs)
         size = runs[min(runs)]["summary"]["img_size"]
-        params = count_parameters(
-            timm.create_model(model, num_classes=runs[min(runs)]["summary"]["num_classes"])
-        )
+        classes = runs[min(runs)]["summary"]["num_classes"]
+        params = count_parameters(timm.create_model(model, num_classes=classes))
+        gmacs = count_macs(model, img_size=size, num_classes=classes) / 1e9
         row = (
-            f"| `{model}` | {init} | {params:,} | {count_macs(model, img_size=size) / 1e9:.4f} | {len(aucs)} | "
+            f"| `{model}` | {init} | {params:,} | {gmacs:.4f} | {len(aucs)} | "
             f"{mean:.3f} ± {statistics.stdev(aucs) if len(aucs) > 1 else float('nan'):.3f} [{low:.3f}, {high:.3f}] | "
             + ", ".join(f"{a:.3f}" for a in aucs)
             + " |"
