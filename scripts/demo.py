@@ -45,10 +45,13 @@ def synthetic_demo(output: Path, quick: bool) -> dict[str, Path]:
     target = replace(
         source,
         # A small training set (300 images), where transfer matters most in the paper's findings.
-        dataset="synthetic:fundus:train=" + ("256,val=96" if quick else "300"),
+        dataset="synthetic:fundus:train=" + ("256,val=96,test=96" if quick else "300"),
         output=str(output / "experiment"),
         max_steps=8 if quick else 150,
-        eval_every=4 if quick else 15,
+        eval_every=4 if quick else 50,
+        eval_log_start=2 if quick else 10,
+        eval_split="test",
+        select_split="val",
         lr=2e-3,
         auc_thresholds=[0.8, 0.85],
     )
@@ -75,7 +78,10 @@ def real_demo(output: Path, data: Path, quick: bool) -> dict[str, Path]:
         img_size=64,
         batch_size=32,
         max_steps=8 if quick else 300,
-        eval_every=4 if quick else 25,
+        eval_every=4 if quick else 100,
+        eval_log_start=2 if quick else 10,
+        eval_split="test",
+        select_split="val",
         auc_thresholds=[0.6, 0.7],
         progress=not quick,
         resume=True,
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         paths = real_demo(args.output, args.data, args.quick)
     print(f"\ndone in {time.perf_counter() - start:.0f} s. Report: {paths['results.md']}")
-    print(f"plots: {paths['convergence.png']}  {paths['filters.png']}  {paths['representations.png']}")
+    print(f"findings: {paths['findings.json']}")
+    print(f"plots: {paths['convergence.png']}  {paths['sweep.png']}  {paths['filters.png']}")
     if args.data is None:
         print(SYNTHETIC_NOTE)
     return 0

@@ -183,3 +183,21 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(retinamnist):
         wrapped.set_epoch(epoch)
         views.append(wrapped[5]["pixel_values"])
     assert any(not torch.equal(views[0], v) for v in views[1:])
+
+
+def test_npz_split_is_read_once_per_file_version(tmp_path):
+    """A grid reads the same split for every run: kept in memory, but a rewritten file is read again."""
+    import os
+
+    from timm_transfusion.data.npz import _load_npz
+
+    path = tmp_path / "tiny.npz"
+    images = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    np.savez(path, train_images=images, train_labels=np.array([[0], [1], [0], [1]]))
+    _load_npz.cache_clear()
+    first = load_dataset_spec(f"npz:{path}", "train")
+    load_dataset_spec(f"npz:{path}", "train")
+    assert _load_npz.cache_info().hits == 1 and first["label"] == [0, 1, 0, 1]
+    np.savez(path, train_images=images, train_labels=np.array([[1], [1], [0], [0]]))
+    os.utime(path, ns=(1, 1))  # a different mtime whatever the clock's resolution
+    assert load_dataset_spec(f"npz:{path}", "train")["label"] == [1, 1, 0, 0]

@@ -604,7 +604,7 @@ def test_cli_push_without_token_is_a_clear_error(
 ) -> None:
     requests_before = len(hub.state.requests)
     proc = run_python(CLI, hub_env, "push", str(run_folder), f"{USER}/never-created")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "no Hugging Face token" in proc.stderr and "Traceback" not in proc.stderr
     assert len(hub.state.requests) == requests_before
 

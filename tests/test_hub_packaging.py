@@ -12,15 +12,13 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from timm_transfusion.hub.card import TEMPLATE, template_path
+from timm_transfusion.hub.card import TEMPLATE, template_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_installed_package_finds_the_card_template() -> None:
-    assert template_path().read_text(encoding="utf-8") == (ROOT / "hub_cards" / TEMPLATE).read_text(
-        encoding="utf-8"
-    )
+    assert template_text() == (ROOT / "hub_cards" / TEMPLATE).read_text(encoding="utf-8")
 
 
 def test_pyproject_lists_every_package_folder() -> None:
@@ -52,15 +50,20 @@ def test_built_wheel_contains_and_finds_the_templates(tmp_path: Path) -> None:
     wheel = tmp_path / "dist" / proc.stdout.strip().splitlines()[-1]
     with zipfile.ZipFile(wheel) as archive:
         assert f"timm_transfusion/hub_cards/{TEMPLATE}" in archive.namelist()
-        archive.extractall(tmp_path / "site")
-    check = "from timm_transfusion.hub.card import template_path; print(template_path())"
+    # Imported straight from the zipped wheel (zipimport): the template must be read, not opened as a path.
+    check = (
+        "import timm_transfusion; from timm_transfusion.hub.card import template_text; "
+        "print(timm_transfusion.__file__); print(template_text(), end='')"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", check],
-        env={"PYTHONPATH": str(tmp_path / "site")},
+        env={"PYTHONPATH": str(wheel), "HF_HUB_OFFLINE": "1"},
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert Path(proc.stdout.strip()) == tmp_path / "site" / "timm_transfusion" / "hub_cards" / TEMPLATE
+    location, text = proc.stdout.split("\n", 1)
+    assert location.startswith(str(wheel))
+    assert text == (ROOT / "hub_cards" / TEMPLATE).read_text(encoding="utf-8")

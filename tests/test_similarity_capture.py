@@ -423,7 +423,7 @@ def test_cca_normalises_each_models_images_with_its_own_mean_and_std(tiny_npz, t
 def test_cca_checks_out_before_loading_models(out, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     argv = ["cca", "no_such_model", "no_such_model", "--dataset", "npz:x.npz", "--out", str(tmp_path / out)]
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("transfusion cca: error:") and err.count("\n") == 1
     assert "afile" in err and "no_such_model" not in err
@@ -432,7 +432,7 @@ def test_cca_checks_out_before_loading_models(out, tmp_path, capsys):
 def test_cca_reports_a_report_that_cannot_be_saved_in_one_line(tiny_npz, tmp_path, compare_calls, capsys):
     out = tmp_path / "o"
     (out / "similarity.json").mkdir(parents=True)
-    assert main(_cca("test_resnet", "test_resnet", "--no-pretrained", out=out, dataset=tiny_npz)) == 1
+    assert main(_cca("test_resnet", "test_resnet", "--no-pretrained", out=out, dataset=tiny_npz)) == 2
     err = capsys.readouterr().err
     assert err.startswith("transfusion cca: error:") and "similarity.json" in err and "Traceback" not in err
     assert sorted(path.name for path in out.iterdir()) == ["similarity.json"]
@@ -441,7 +441,7 @@ def test_cca_reports_a_report_that_cannot_be_saved_in_one_line(tiny_npz, tmp_pat
 def test_cca_hints_at_img_size_for_a_fixed_size_model(tiny_npz, tmp_path, capsys):
     vit = "vit_tiny_patch16_224"  # built for 224 px only
     argv = _cca(vit, vit, "--no-pretrained", out=tmp_path / "o", dataset=tiny_npz)
-    assert main(argv) == 1
+    assert main(argv) == 2
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith("transfusion cca: error: model VisionTransformer cannot take 32x32 images")
     assert "Input height (32) doesn't match model (224)" in error
@@ -459,5 +459,5 @@ def test_cca_reports_bad_max_positions_in_one_line(tiny_npz, tmp_path, capsys):
         out=tmp_path,
         dataset=tiny_npz,
     )
-    assert main(argv) == 1
+    assert main(argv) == 2
     assert "max_positions must be a positive integer" in capsys.readouterr().err

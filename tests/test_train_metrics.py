@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from timm_transfusion.train import steps_to_threshold
-from timm_transfusion.train.convergence import crossing_step, evaluation_steps, log_step_area
+from timm_transfusion.train.convergence import best_auc, crossing_step, evaluation_steps, log_step_area
 from timm_transfusion.train.metrics import METRIC_DIR, classification_metrics, load_metric
 
 
@@ -124,3 +124,11 @@ def test_log_step_area_is_the_mean_auc_per_doubling():
     assert log_step_area([10, 20], [0.6, None]) is None
     with pytest.raises(ValueError, match="increasing"):
         log_step_area([20, 10], [0.5, 0.6])
+
+
+def test_best_auc_skips_undefined_evaluations_wherever_they_sit():
+    """Issue 10: ``max`` over AUCs with a NaN depended on where the NaN sat."""
+    nan = float("nan")
+    for aucs in ([nan, 0.7, 0.8], [0.7, nan, 0.8], [0.8, 0.7, nan], [0.7, None, 0.8]):
+        assert best_auc([{"auc": a} for a in aucs]) == 0.8
+    assert best_auc([{"auc": nan}]) is None

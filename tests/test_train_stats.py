@@ -157,3 +157,14 @@ def test_one_seed_without_image_resamples_has_no_interval_and_no_verdict():
     assert math.isnan(contrast.interval.low) and verdict(contrast.interval, "greater") == "inconclusive"
     with_images = paired_difference({0: 0.9}, {0: 0.8}, image_replicates=np.array([0.08, 0.1, 0.12, 0.11]))
     assert with_images.interval.low < 0.1 < with_images.interval.high
+
+
+def test_a_single_seed_comparison_is_never_a_verdict():
+    from timm_transfusion.train.findings import judge
+
+    one_seed = paired_difference({0: 0.9}, {0: 0.8}, image_replicates=np.array([0.09, 0.1, 0.11, 0.1]))
+    assert verdict(one_seed.interval, "greater") == "supported"  # the images alone would say so
+    finding = judge("claim", "statistic", one_seed, "greater")
+    assert finding.verdict == "inconclusive" and "1 seed" in finding.note
+    two_seeds = paired_difference({0: 0.9, 1: 0.91}, {0: 0.8, 1: 0.8})
+    assert judge("claim", "statistic", two_seeds, "greater").verdict == "supported"

@@ -1,4 +1,10 @@
-"""The `transfusion` command: a thin layer that parses arguments and calls the library."""
+"""The `transfusion` command: a thin layer that parses arguments and calls the library.
+
+Exit codes, the same for every subcommand: 0 success; 2 a user error (bad arguments, or any
+`TransfusionError`: one line on stderr saying what to change); 1 anything else (a traceback: a bug or an
+environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
+neither accelerate, datasets nor evaluate.
+"""
 
 from __future__ import annotations
 
@@ -21,24 +27,16 @@ def _add_inits(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_inits)
 
 
-def _hub_failure(command: str, err: Exception) -> int:
-    print(f"transfusion {command}: error: {err}", file=sys.stderr)
-    return 1
-
-
 def _run_card(args: argparse.Namespace) -> int:
-    from timm_transfusion.hub import ReportFolderError, RunFolderError, write_card
+    from timm_transfusion.hub import write_card
 
-    try:
-        path = write_card(
-            args.run_dir,
-            similarity=args.similarity,
-            experiment=args.experiment,
-            repo_id=args.repo_id,
-            license=args.license,
-        )
-    except (RunFolderError, ReportFolderError) as err:
-        return _hub_failure("card", err)
+    path = write_card(
+        args.run_dir,
+        similarity=args.similarity,
+        experiment=args.experiment,
+        repo_id=args.repo_id,
+        license=args.license,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -54,29 +52,20 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from timm_transfusion.hub import (
-        MissingTokenError,
-        PushError,
-        ReportFolderError,
-        RunFolderError,
-        push_to_hub,
-    )
+    from timm_transfusion.hub import push_to_hub
 
-    try:
-        result = push_to_hub(
-            args.run_dir,
-            args.repo_id,
-            private=args.private,
-            revision=args.revision,
-            create_pr=args.create_pr,
-            token=args.token,
-            commit_message=args.message,
-            similarity=args.similarity,
-            experiment=args.experiment,
-            license=args.license,
-        )
-    except (MissingTokenError, PushError, RunFolderError, ReportFolderError) as err:
-        return _hub_failure("push", err)
+    result = push_to_hub(
+        args.run_dir,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        create_pr=args.create_pr,
+        token=args.token,
+        commit_message=args.message,
+        similarity=args.similarity,
+        experiment=args.experiment,
+        license=args.license,
+    )
     print(result.pr_url or result.commit_url)
     return 0
 
@@ -96,75 +85,31 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_push)
 
 
-def _cca_failure(err: BaseException) -> int:
-    print(f"transfusion cca: error: {err}", file=sys.stderr)
-    return 1
-
-
-def _make_output_folder(folder: Path) -> None:
-    """Create --out now, so a bad path is found before any model is loaded."""
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"--out {folder} exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-
-
 def _run_cca(args: argparse.Namespace) -> int:
-    from timm_transfusion.data import DatasetSpecError, LabelError
+    from timm_transfusion.similarity.pipeline import compare_sources
+    from timm_transfusion.similarity.report import REPORT_FILES
 
-    out = Path(args.out)
-    created = not out.exists()
-    try:
-        _make_output_folder(out)
-        return _compare_and_save(args, out)
-    except (RuntimeError, OSError, DatasetSpecError, LabelError, ValueError) as err:
-        return _cca_failure(err)
-    finally:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a failed run leaves no empty report folder behind
-
-
-def _compare_and_save(args: argparse.Namespace, out: Path) -> int:
-    import torch
-
-    from timm_transfusion.similarity import compare
-    from timm_transfusion.similarity.sources import default_img_size, image_batches, load_model, normalization
-    from timm_transfusion.train.model import check_image_size
-
-    model_a = load_model(args.model_a, pretrained=not args.no_pretrained, seed=args.seed)
-    model_b = load_model(
-        args.model_b, pretrained=not (args.no_pretrained or args.random_b), seed=args.seed + 1
-    )
-    size = args.img_size or default_img_size(model_a)
-    for model in (model_a, model_b):  # a fixed-size model (e.g. ViT) refuses other sizes: say so up front
-        check_image_size(model, size)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model_a, model_b = model_a.to(device), model_b.to(device)
-    loader, preprocess = image_batches(
-        args.dataset,
-        model_a,
+    report = compare_sources(
+        args.model_a,
+        args.model_b,
+        dataset=args.dataset,
+        out=args.out,
         split=args.split,
-        img_size=size,
-        batch_size=args.batch_size,
         limit=args.limit,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
         workers=args.workers,
-    )
-    report = compare(
-        model_a,
-        model_b,
-        loader,
         metrics=args.metrics,
         layers=args.layers,
         max_positions=args.max_positions,
         epsilon=args.epsilon,
+        pretrained=not args.no_pretrained,
+        random_b=args.random_b,
         seed=args.seed,
-        preprocess=preprocess,
-        preprocess_b=normalization(model_b, size),
-        names=(args.model_a, args.model_b),
-        progress=True,
+        device=args.device,
     )
-    paths = report.save(out)
     print(report.to_markdown())
-    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    print("wrote " + ", ".join(str(Path(args.out) / f"similarity.{kind}") for kind in REPORT_FILES))
     return 0
 
 
@@ -179,7 +124,7 @@ def _layer_spec(text: str) -> str | tuple[str, str]:
 
 
 def _add_cca(subparsers: argparse._SubParsersAction) -> None:
-    from timm_transfusion.similarity import METRIC_FUNCTIONS
+    from timm_transfusion.similarity.compare import METRIC_FUNCTIONS
 
     parser = subparsers.add_parser("cca", help="layer-wise (SV/PW)CCA and CKA between two models")
     parser.add_argument(
@@ -246,21 +191,21 @@ def _names(text: str | None) -> list[str]:
 
 
 def _run_experiment(args: argparse.Namespace) -> int:
-    from timm_transfusion.train import USER_ERRORS, config_from_args
-    from timm_transfusion.train.experiment import run_experiment
+    from timm_transfusion.train import config_from_args
+    from timm_transfusion.train.experiment import expand_grid, run_experiment, write_report
 
-    try:
-        paths = run_experiment(
-            config_from_args(args),
-            inits=_names(args.inits),
-            seeds=args.seeds,
-            source=args.source,
-            models=_names(args.models) or None,
-            lrs=args.lr_grid or None,
-        )
-    except USER_ERRORS as err:
-        print(f"transfusion experiment: error: {err}", file=sys.stderr)
-        return 2
+    grid = {
+        "inits": _names(args.inits),
+        "seeds": args.seeds,
+        "source": args.source,
+        "models": _names(args.models) or None,
+        "lrs": args.lr_grid or None,
+    }
+    base = config_from_args(args)
+    if args.report_only:
+        paths = write_report(base, expand_grid(base, **grid), source=args.source)
+    else:
+        paths = run_experiment(base, **grid)
     print(f"report: {paths['results.md']}")
     return 0
 
@@ -291,6 +236,11 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="learning rates, e.g. 3e-4,1e-3,3e-3: each init gets the one best on --select-split",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the report from the runs that have finished (the others are listed)",
+    )
     parser.set_defaults(handler=_run_experiment)
 
 
@@ -299,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="transfusion",
         description="Transfusion tools for timm models: initializers, similarity, fine-tuning, Hub.",
     )
-    subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
     _add_inits(subparsers)  # in the order of the data flow: init → train → compare → publish
     _add_train(subparsers)
     _add_experiment(subparsers)
@@ -310,8 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; exit codes as in the module docstring (argparse itself exits 2 on bad usage)."""
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    from timm_transfusion.errors import TransfusionError
+
+    try:
+        return args.handler(args)
+    except TransfusionError as err:
+        print(f"transfusion {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ..errors import TransfusionError
 
-class DatasetSpecError(ValueError):
+
+class DatasetSpecError(TransfusionError, ValueError):
     """A dataset spec that cannot be understood or loaded (bad kind, missing file, absent split or column)."""
 
 
-class LabelError(ValueError):
+class LabelError(TransfusionError, ValueError):
     """Labels that do not fit the task (outside ``num_classes``, wrong shape, empty split)."""

@@ -6,6 +6,7 @@ or (N, K) multi-hot for multi-label tasks. Grayscale images become 3 channels.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import datasets
@@ -23,10 +24,20 @@ def npz_splits(path: Path) -> list[str]:
 
 
 def load_npz(path: str | Path, split: str) -> datasets.Dataset:
-    """Load one split of a MedMNIST-layout file as a Dataset with ``image`` (RGB) and ``label`` columns."""
+    """Load one split of a MedMNIST-layout file as a Dataset with ``image`` (RGB) and ``label`` columns.
+
+    Kept in memory per (file, size, mtime, split): an experiment grid trains many runs on the same split in
+    one process, and building the Dataset (every image encoded) cost more than a short run's training.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetSpecError(f"npz file {str(path)!r} does not exist")
+    stat = path.stat()
+    return _load_npz(path.resolve(), stat.st_size, stat.st_mtime_ns, split)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_npz(path: Path, size: int, mtime_ns: int, split: str) -> datasets.Dataset:
     with np.load(path) as data:
         keys = set(data.files)
         image_key, label_key = f"{split}_images", f"{split}_labels"

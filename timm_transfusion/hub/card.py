@@ -15,8 +15,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 from safetensors import safe_open
 
 from ..files import write_text_atomic
+from ..run_folder import RUN_CONTROL_KEYS
 from ..similarity import SimilarityReport
-from ..train.run_folder import RUN_CONTROL_KEYS
+from ..source_kind import source_kind
 from . import layout
 from .plots import add_missing_plots
 from .run import RunFolder, load_run_folder
@@ -28,7 +29,6 @@ MEDICAL_DATASETS = re.compile(
     r"retina|fundus|diabetic|pneumonia|chest|x-?ray|chexpert|derma|isic|ham10000|octmnist|pathmnist|bloodmnist"
     r"|breast|mammo|organ[acs]mnist|tissuemnist|medmnist|medical|mri|kvasir"
 )
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
 METRICS = {"auc": ("roc_auc", "AUC"), "accuracy": ("accuracy", "Accuracy")}
 
 IMAGE_LINK_WITH_ALT = r"!\[([^\]]*)\]\(([^)\s]+)\)"
@@ -44,9 +44,9 @@ _INIT_EXPLANATIONS = {
 }
 
 
-def template_path() -> Path:
-    """``hub_cards/model_card.md`` as installed (``timm_transfusion.hub_cards`` inside the wheel)."""
-    return Path(str(resources.files("timm_transfusion.hub_cards").joinpath(TEMPLATE)))
+def template_text() -> str:
+    """``hub_cards/model_card.md`` as installed, read through importlib.resources (works from a zip too)."""
+    return resources.files("timm_transfusion.hub_cards").joinpath(TEMPLATE).read_text(encoding="utf-8")
 
 
 def explain_init(init: str) -> str:
@@ -73,9 +73,10 @@ def base_model_of(init_source: str | None) -> str | None:
     """The Hub repo the init's source weights came from, if any (``hf-hub:org/name`` or a timm name)."""
     if not init_source:
         return None
-    if init_source.startswith("hf-hub:"):
+    kind = source_kind(init_source)
+    if kind == "hf-hub":
         return init_source.removeprefix("hf-hub:").split("@")[0]
-    if init_source.startswith("local-dir:") or os.sep in init_source or init_source.endswith(WEIGHT_SUFFIXES):
+    if kind != "timm":
         return None
     import timm
 
@@ -250,7 +251,7 @@ def render_card(
     ]
     return ModelCard.from_template(
         data,
-        template_path=str(template_path()),
+        template_str=template_text(),
         title=repo_id.split("/")[-1],
         repo_id=repo_id,
         hub_url=hub_url or constants.ENDPOINT,

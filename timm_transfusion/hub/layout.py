@@ -18,6 +18,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..errors import TransfusionError
 from .run import RunFolder
 
 REPORTS = "reports"
@@ -46,7 +47,7 @@ EXPERIMENT_REPORT = {
 }
 
 
-class ReportFolderError(ValueError):
+class ReportFolderError(TransfusionError, ValueError):
     """A similarity or experiment folder passed in lacks the file that identifies it."""
 
 

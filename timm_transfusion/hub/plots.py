@@ -24,21 +24,19 @@ def convergence_plot(run: RunFolder, path: Path) -> Path | None:
 
 def filters_plot(run: RunFolder, path: Path) -> Path | None:
     """The trained first convolution's filters as an RGB mosaic; None when the model has none over RGB."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import timm
 
-    from timm_transfusion.viz.filters import filter_grid, first_conv_weight
+    from timm_transfusion.viz.figures import new_figure, save_png
+    from timm_transfusion.viz.filters import NoFilterError, filter_grid, first_conv_weight
 
     model = timm.create_model(f"local-dir:{run.path}", pretrained=True)
     try:
         weight = first_conv_weight(model)
-    except ValueError:
+    except NoFilterError:
         return None
     mosaic = filter_grid(weight)
-    fig, ax = plt.subplots(figsize=(6, 0.6 + 6 * mosaic.shape[0] / mosaic.shape[1]))
+    fig = new_figure(figsize=(6, 0.6 + 6 * mosaic.shape[0] / mosaic.shape[1]))
+    ax = fig.subplots()
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -46,9 +44,7 @@ def filters_plot(run: RunFolder, path: Path) -> Path | None:
         f"{run.architecture}: first-layer filters after training (each scaled to its own range)", fontsize=9
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=130)
 
 
 def add_missing_plots(run: RunFolder, files: dict[str, Path], folder: Path) -> dict[str, Path]:

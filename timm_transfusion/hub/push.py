@@ -10,17 +10,18 @@ import torch
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
+from ..errors import TransfusionError
 from . import layout
 from .card import DEFAULT_LICENSE, render_card
 from .plots import add_missing_plots
 from .run import RunFolder, load_run_folder
 
 
-class MissingTokenError(RuntimeError):
+class MissingTokenError(TransfusionError, RuntimeError):
     """No Hugging Face token was given or found; raised before anything is sent."""
 
 
-class PushError(RuntimeError):
+class PushError(TransfusionError, RuntimeError):
     """The Hub refused the push; nothing was committed."""
 
 

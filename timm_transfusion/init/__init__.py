@@ -13,7 +13,8 @@ from .errors import (
     SourceUnavailableError,
     UnknownInitError,
 )
-from .factory import create_model, patch_timm
+from .extension import disable_timm_init, enable_timm_init, timm_init_enabled
+from .factory import create_model
 from .groups import BlockGroups, block_groups
 from .registry import list_inits, register_init
 from .source import resolve_source
@@ -31,8 +32,10 @@ __all__ = [
     "apply_init",
     "block_groups",
     "create_model",
+    "disable_timm_init",
+    "enable_timm_init",
     "list_inits",
-    "patch_timm",
     "register_init",
     "resolve_source",
+    "timm_init_enabled",
 ]

@@ -9,6 +9,7 @@ from torch import nn
 
 from .context import InitContext
 from .errors import InitError
+from .groups import tied_keys
 from .registry import check_options, resolve_init
 from .source import Source
 
@@ -37,6 +38,8 @@ def run_init(context: InitContext, name: str, options: dict[str, Any]) -> nn.Mod
     untouched = target.keys() - state.keys()
     if untouched:
         state.update({key: context.random_state[key] for key in untouched})
+    for keys in tied_keys(context.model):  # one tensor under several names gets one value: the first name's
+        state.update(dict.fromkeys(keys[1:], state[keys[0]]))
     # tensors that already are the model's own (its seeded timm init) need no copy
     changed = {key: value for key, value in state.items() if value.data_ptr() != target[key].data_ptr()}
     with torch.no_grad():

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import timm.models
 import torch
-from timm.models import get_model_args
-from timm.models._factory import create_model as timm_create_model
 from torch import nn
 
 from .errors import InitError
+from .model_args import model_args as recreation_args
 from .seeding import seeded
 from .source import Source, resolve_source
 
@@ -64,9 +64,9 @@ def _fresh_state(model: nn.Module, seed: int | None) -> dict[str, torch.Tensor]:
             f"cannot rebuild {type(model).__name__} for its random initialization: it was not created by "
             "timm.create_model (no pretrained_cfg['architecture'])"
         )
-    model_args = get_model_args(model)
+    model_args = recreation_args(model)
     with seeded(seed):
-        fresh = timm_create_model(architecture, **model_args)
+        fresh = timm.models.create_model(architecture, **model_args)
     state = fresh.state_dict()
     current = model.state_dict()
     if state.keys() != current.keys() or any(state[k].shape != current[k].shape for k in state):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import TransfusionError
 
-class InitError(ValueError):
+
+class InitError(TransfusionError, ValueError):
     """Base class for initializer errors."""
 
 

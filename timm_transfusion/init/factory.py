@@ -1,17 +1,19 @@
-"""`create_model`: timm's factory plus `init=`, and the patch that makes `timm.create_model` accept it."""
+"""`create_model`: timm's factory plus `init=`; `build_initialized` is the one recipe both entry points use.
+
+`timm_transfusion.create_model` is the explicit API and works whether or not the `timm.create_model(init=...)`
+extension (:mod:`timm_transfusion.init.extension`) is switched on.
+"""
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from typing import Any
 
-import timm
 import timm.models
 import torch
-from timm.models._builder import pretrained_cfg_for_features
-from timm.models._factory import create_model as timm_create_model
 from torch import nn
 
+from .._timm import pretrained_cfg_for_features
 from .apply import run_init
 from .context import InitContext
 from .errors import InitError, InitOptionError
@@ -22,8 +24,10 @@ from .source import Source
 
 _FEATURE_KWARGS = ("out_indices", "feature_cls")
 
+# build(pretrained, **kwargs) -> model: timm's factory or a model entrypoint with the model name bound
+Builder = Callable[..., nn.Module]
 
-@functools.wraps(timm_create_model, assigned=("__module__", "__name__", "__qualname__"))
+
 def create_model(
     model_name: str,
     pretrained: bool = False,
@@ -36,24 +40,63 @@ def create_model(
 ) -> nn.Module:
     """`timm.create_model` with a Transfusion initializer.
 
-    Without `init` this is exactly timm's factory. With it, the model is built by timm (seeded by
-    `init_seed`), then initialized by the registered initializer `init` from `init_source` (default:
-    what `pretrained=True` would load for this model, `pretrained_cfg_overlay` included). Options of the
-    initializer go in `init_options` or as `init_<option>=` keywords (e.g. `init_bn="transfer"`); any
-    other keyword, `init_values` included, goes to timm.
+    Without `init` this is exactly `timm.models.create_model`. With it, the model is built by timm (seeded by
+    `init_seed`), then initialized by the registered initializer `init` from `init_source` (default: what
+    `pretrained=True` would load for this model, `pretrained_cfg_overlay` included); `checkpoint_path` is then
+    loaded over it, as timm does. Options of the initializer go in `init_options` or as `init_<option>=`
+    keywords (e.g. `init_bn="transfer"`); any other keyword, `init_values` included, goes to timm.
     """
     if init is None:
-        if init_source is not None or init_seed is not None or init_options:
-            raise InitError(
-                "init_source, init_seed and init_options need init=...; see timm_transfusion.list_inits()"
-            )
-        return timm_create_model(model_name, pretrained, *args, **kwargs)
-    if pretrained or args or kwargs.get("checkpoint_path"):
+        check_no_init_keywords(init_source=init_source, init_seed=init_seed, init_options=init_options)
+        return timm.models.create_model(model_name, pretrained, *args, **kwargs)
+    if args:
+        raise InitError(f"init={init!r}: pass timm's arguments after `pretrained` by keyword, got {args!r}")
+    checkpoint_path = kwargs.pop("checkpoint_path", None)
+
+    def build(pretrained: bool, **build_kwargs: Any) -> nn.Module:
+        return timm.models.create_model(model_name, pretrained, **build_kwargs)
+
+    model = build_initialized(
+        build,
+        model_name,
+        pretrained=pretrained,
+        init=init,
+        init_source=init_source,
+        init_seed=init_seed,
+        init_options=init_options,
+        kwargs=kwargs,
+    )
+    if checkpoint_path:
+        timm.models.load_checkpoint(model, checkpoint_path)
+    return model
+
+
+def check_no_init_keywords(**given: Any) -> None:
+    """`init_source`, `init_seed` and `init_options` mean nothing without `init`: say so instead of ignoring."""
+    stray = [name for name, value in given.items() if value]
+    if stray:
+        raise InitError(f"{', '.join(stray)} need init=...; valid inits: see timm_transfusion.list_inits()")
+
+
+def build_initialized(
+    build: Builder,
+    model_name: str,
+    *,
+    pretrained: bool,
+    init: str,
+    init_source: Source | None,
+    init_seed: int | None,
+    init_options: dict[str, Any] | None,
+    kwargs: dict[str, Any],
+) -> nn.Module:
+    """Build with `build(pretrained, **kwargs)` (seeded), run initializer `init`, wrap for `features_only`."""
+    if pretrained:
         raise InitError(
-            f"init={init!r} sets the weights: pass timm's other arguments by keyword, and use "
-            "init='pretrained' (with init_source=...) instead of pretrained=True / checkpoint_path"
+            f"init={init!r} sets the weights: use init='pretrained' (with init_source=...) instead of "
+            "pretrained=True"
         )
     entry, _ = resolve_init(init)
+    kwargs = dict(kwargs)
     options = dict(init_options or {})
     options.update({name: kwargs.pop(f"init_{name}") for name in entry.options if f"init_{name}" in kwargs})
     check_options(entry, options, source=init_source)
@@ -61,16 +104,18 @@ def create_model(
     features_only = kwargs.pop("features_only", False)
     feature_kwargs = {key: kwargs.pop(key) for key in _FEATURE_KWARGS if key in kwargs}
     with seeded(init_seed):
-        model = _build(model_name, entry.pattern, entry.options, kwargs)
+        model = _build(build, model_name, entry.pattern, entry.options, kwargs)
     context = InitContext(model=model, seed=init_seed, source=init_source, reference_state=model.state_dict())
     run_init(context, init, options)
-    return _as_features(model, model_name, kwargs, feature_kwargs) if features_only else model
+    return _as_features(build, model, kwargs, feature_kwargs) if features_only else model
 
 
-def _build(model_name: str, init: str, init_options: dict[str, Any], kwargs: dict[str, Any]) -> nn.Module:
+def _build(
+    build: Builder, model_name: str, init: str, init_options: dict[str, Any], kwargs: dict[str, Any]
+) -> nn.Module:
     """Build the model with timm; an `init_*` keyword that neither side knows is reported as such."""
     try:
-        return timm_create_model(model_name, **kwargs)
+        return build(False, **kwargs)
     except TypeError as error:
         stray = [key for key in kwargs if key.startswith("init_") and key in str(error)]
         if not stray:
@@ -82,7 +127,7 @@ def _build(model_name: str, init: str, init_options: dict[str, Any], kwargs: dic
 
 
 def _as_features(
-    model: nn.Module, model_name: str, kwargs: dict[str, Any], feature_kwargs: dict[str, Any]
+    build: Builder, model: nn.Module, kwargs: dict[str, Any], feature_kwargs: dict[str, Any]
 ) -> nn.Module:
     """The features_only wrapper of an initialized model, built by timm around the model's state.
 
@@ -91,17 +136,10 @@ def _as_features(
     """
     state = model.state_dict()
     head = classifier_keys(model, state)
+    kwargs = dict(kwargs)
     overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {}, source="")
     overlay["state_dict"] = {key: value for key, value in state.items() if key not in head}
     with torch.random.fork_rng():  # the wrapper's own random init is overwritten; keep the caller's RNG
-        features = timm_create_model(
-            model_name, True, pretrained_cfg_overlay=overlay, features_only=True, **feature_kwargs, **kwargs
-        )
+        features = build(True, pretrained_cfg_overlay=overlay, features_only=True, **feature_kwargs, **kwargs)
     features.pretrained_cfg = features.default_cfg = pretrained_cfg_for_features(model.pretrained_cfg)
     return features
-
-
-def patch_timm() -> None:
-    """Make `timm.create_model` and `timm.models.create_model` accept `init=` (idempotent)."""
-    timm.create_model = create_model
-    timm.models.create_model = create_model

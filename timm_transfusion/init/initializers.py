@@ -13,8 +13,9 @@ import torch
 from .context import InitContext
 from .errors import SourceMismatchError
 from .groups import block_groups, check_block_index, classifier_keys
+from .norms import norm_identities
 from .registry import register_init
-from .sampling import BN_MODES, STATS_MODES, check_choice, identity_norm, norm_keys, sample_meanvar
+from .sampling import BN_MODES, STATS_MODES, check_choice, identity_norm, sample_meanvar
 
 State = dict[str, torch.Tensor]
 _OPTIONAL_KEYS = ("num_batches_tracked",)
@@ -72,16 +73,18 @@ def _meanvar_tensors(ctx: InitContext, *, frozen: set[str], bn: str, stats: str)
     check_choice("bn", bn, BN_MODES)
     check_choice("stats", stats, STATS_MODES)
     target = ctx.target_state
-    norms = norm_keys(ctx.model) - frozen
-    params = {name for name, _ in ctx.model.named_parameters()}
-    sampled = [k for k in target if k in params and k not in norms and k not in frozen]
+    identities = {key: value for key, value in norm_identities(ctx.model).items() if key not in frozen}
+    params = {name for name, _ in ctx.model.named_parameters(remove_duplicate=False)}
+    sampled = [k for k in target if k in params and k not in identities and k not in frozen]
     if bn == "identity":
-        result = {key: identity_norm(key, target[key]) for key in norms}
+        result = {key: identity_norm(value, target[key]) for key, value in identities.items()}
     elif bn == "transfer":
-        result = _source_tensors(ctx, norms)
+        result = _source_tensors(ctx, identities)
     else:
-        result = {key: identity_norm(key, target[key]) for key in norms if key not in params}
-        sampled += [key for key in norms if key in params]
+        result = {
+            key: identity_norm(value, target[key]) for key, value in identities.items() if key not in params
+        }
+        sampled += [key for key in identities if key in params]
     source = _source_tensors(ctx, sampled)
     for key in sampled:
         if key in source and target[key].is_floating_point():

@@ -16,17 +16,15 @@ from typing import Any
 
 import timm
 import torch
-from timm.models import get_model_args, load_state_dict
-from timm.models._builder import resolve_pretrained_cfg
-from timm.models._factory import create_model as timm_create_model
-from timm.models._helpers import clean_state_dict
+from timm.models import clean_state_dict, create_model, load_state_dict, resolve_pretrained_cfg
 from torch import nn
 
+from ..source_kind import local_path, source_kind
 from .errors import SourceError, SourceUnavailableError
+from .model_args import model_args as recreation_args
 
 Source = str | Path | Mapping[str, torch.Tensor] | nn.Module
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
 _CHECKPOINT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 _INPUT_ARGS = ("in_chans", "img_size")
 _HOW_TO_PASS_LOCAL = (
@@ -48,16 +46,16 @@ def resolve_source(source: Source | None, *, model: nn.Module) -> dict[str, torc
     if not isinstance(source, (str, Path)):
         raise SourceError(f"unsupported init source of type {type(source).__name__}; " + _HOW_TO_PASS_LOCAL)
     text = str(source)
-    input_args = {k: v for k, v in get_model_args(model).items() if k in _INPUT_ARGS}
-    if text.startswith(("hf-hub:", "local-dir:")):
+    input_args = {k: v for k, v in recreation_args(model).items() if k in _INPUT_ARGS}
+    kind = source_kind(text)
+    if kind in ("hf-hub", "local-dir"):
         return _pretrained_state(text, input_args)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return _pretrained_state(f"local-dir:{path}", input_args)
-    if path.is_file():
-        return _read_weights_file(path)
-    if path.suffix in WEIGHT_SUFFIXES or "/" in text or "\\" in text:
-        raise SourceError(f"init source file {text!r} does not exist")
+    if kind == "folder":
+        return _pretrained_state(f"local-dir:{local_path(text)}", input_args)
+    if kind == "file":
+        if not local_path(text).is_file():
+            raise SourceError(f"init source file {text!r} does not exist")
+        return _read_weights_file(local_path(text))
     architecture, _, tag = text.partition(".")
     if not timm.is_model(architecture):
         raise SourceError(
@@ -83,7 +81,7 @@ def _default_weights(model: nn.Module) -> dict[str, torch.Tensor]:
             f"no init source given and {type(model).__name__} has no pretrained_cfg; " + _HOW_TO_PASS_LOCAL
         )
     _check_weights_location(architecture, cfg)
-    return _pretrained_state(architecture, get_model_args(model), pretrained_cfg=cfg)
+    return _pretrained_state(architecture, recreation_args(model), pretrained_cfg=cfg)
 
 
 def _check_weights_location(name: str, cfg: dict[str, Any]) -> None:
@@ -128,7 +126,7 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 def _pretrained_state(model_name: str, model_args: dict[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:
     """Build `model_name` with pretrained=True through timm (hub, url, file, local-dir) and take its state."""
     try:
-        model = timm_create_model(model_name, pretrained=True, **model_args, **kwargs)
+        model = create_model(model_name, pretrained=True, **model_args, **kwargs)
     except Exception as error:  # hub, url and file loaders raise unrelated exception types
         raise SourceUnavailableError(
             f"could not load pretrained weights for {model_name!r} ({type(error).__name__}: {error}); "

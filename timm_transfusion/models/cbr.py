@@ -23,9 +23,15 @@ import torch
 import torch.nn as nn
 from timm.layers import SelectAdaptivePool2d
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
+
+from .._timm import feature_take_indices
+from ..errors import TransfusionError
 
 __all__ = ["CBR"]
+
+
+class OutputFormatError(TransfusionError, ValueError):
+    """`forward_intermediates` was asked for a layout other than NCHW."""
 
 
 class ConvBnReLUPool(nn.Module):
@@ -100,7 +106,7 @@ class CBR(nn.Module):
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Forward that also returns the output of the stem and of each stage (indices as in timm)."""
         if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+            raise OutputFormatError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(self.stages) + 1, indices)
         blocks = [self.stem, *self.stages]
         if stop_early:

@@ -9,7 +9,9 @@ location is known, so the `in1k` config carries no URL: load them with
 from __future__ import annotations
 
 from timm.models import generate_default_cfgs, register_model
-from timm.models.efficientnet import EfficientNet, _gen_mobilenet_v1
+from timm.models.efficientnet import EfficientNet
+
+from .._timm import _gen_mobilenet_v1
 
 default_cfgs = generate_default_cfgs(
     {

@@ -4,7 +4,9 @@ Layers are named after the model's ``feature_info`` modules (``blocks.0``, ``lay
 plus ``stem`` (when the first feature is already a block) and ``pre_logits``. Models with
 ``forward_intermediates`` use it; other layers are captured with forward hooks. Every captured map is
 returned as NCHW and, for models with prefix tokens (cls, distillation, registers), hooked token layers
-drop them as ``forward_intermediates`` does, so any two layers can be paired.
+drop them as ``forward_intermediates`` does, so any two layers can be paired. A module that returns a
+tensor with its grid size, ``(x, (H, W))`` (the patch embeddings of xcit and naflexvit), gives ``x``.
+Models whose ``group_matcher`` has no coarse grouping (rdnet) are grouped by their fine one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..init.groups import coarse_matcher
 from .errors import ActivationShapeError, LayerError
 
 STEM, PRE_LOGITS = "stem", "pre_logits"
@@ -36,9 +39,7 @@ def _stem_module(model: nn.Module) -> str | None:
     Containers (``nn.ModuleList``, ``nn.ModuleDict``, e.g. crossvit's two patch embeddings) are never
     called, so a hook on them would never fire.
     """
-    if not hasattr(model, "group_matcher"):
-        return None
-    matcher = model.group_matcher(coarse=True)
+    matcher = coarse_matcher(model)
     if not isinstance(matcher, dict):
         return None
     patterns = _patterns(matcher.get("stem"))
@@ -53,7 +54,7 @@ def _stem_module(model: nn.Module) -> str | None:
 def default_layers(model: nn.Module) -> list[str]:
     """``stem`` (unless the first feature is the stem), each ``feature_info`` module, ``pre_logits``."""
     features = [info["module"] for info in getattr(model, "feature_info", [])]
-    matcher = model.group_matcher(coarse=True) if hasattr(model, "group_matcher") else {}
+    matcher = coarse_matcher(model)
     blocks = _patterns(matcher.get("blocks")) if isinstance(matcher, dict) else []
     first_is_block = bool(features) and any(re.match(p, features[0]) for p in blocks)
     stem = [STEM] if (not features or first_is_block) and _stem_module(model) else []
@@ -71,11 +72,41 @@ def is_channels_last(model: nn.Module, module: nn.Module) -> bool:
     return layout == "NHWC"
 
 
-def _token_count(output: torch.Tensor, channels_last: bool) -> int:
-    """Tokens in a patch embedding's output: (B, N, C), (B, H, W, C) or (B, C, H, W)."""
+def output_tensor(output: object) -> torch.Tensor | None:
+    """A module's output as one tensor: itself, or ``x`` of an ``(x, size)`` tuple with no other tensor."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+        if not any(isinstance(leaf, torch.Tensor) for leaf in _leaves(output[1:])):
+            return output[0]
+    return None
+
+
+def _leaves(item: object) -> list[object]:
+    return [leaf for part in item for leaf in _leaves(part)] if isinstance(item, (tuple, list)) else [item]
+
+
+def _token_count(output: object, channels_last: bool) -> int:
+    """Patches in a patch embedding's output: (B, N, C), (B, H, W, C), (B, C, H, W) or (x, (H, W))."""
+    if isinstance(output, tuple) and len(output) > 1 and _is_grid(output[1]):
+        return output[1][0] * output[1][1]
+    output = output_tensor(output)
     if output.ndim == 3:
         return output.shape[1]
     return output.shape[1] * output.shape[2] if channels_last else output.shape[2] * output.shape[3]
+
+
+def _is_grid(size: object) -> bool:
+    return isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size)
+
+
+def _patch_embed(model: nn.Module) -> nn.Module | None:
+    """The module that turns images into patch tokens (``patch_embed``; naflexvit's ``embeds``), if called."""
+    for name in ("patch_embed", "embeds"):
+        module = getattr(model, name, None)
+        if isinstance(module, nn.Module) and not isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            return module
+    return None
 
 
 class LayerCapture:
@@ -121,8 +152,7 @@ class LayerCapture:
 
     def _prefix_tokens(self) -> int:
         """The model's leading cls/dist/register tokens, when its patch embedding tells the patch count."""
-        patch_embed = getattr(self.model, "patch_embed", None)
-        if not isinstance(patch_embed, nn.Module) or isinstance(patch_embed, (nn.ModuleList, nn.ModuleDict)):
+        if _patch_embed(self.model) is None:
             return 0
         return int(getattr(self.model, "num_prefix_tokens", 0) or 0)
 
@@ -134,9 +164,10 @@ class LayerCapture:
             module.register_forward_hook(_store(captured, name)) for name, module in self.modules.items()
         ]
         if self.prefix_tokens:
-            channels_last = is_channels_last(self.model, self.model.patch_embed)
+            patch_embed = _patch_embed(self.model)
+            channels_last = is_channels_last(self.model, patch_embed)
             handles.append(
-                self.model.patch_embed.register_forward_hook(
+                patch_embed.register_forward_hook(
                     lambda _m, _i, output: patches.append(_token_count(output, channels_last))
                 )
             )
@@ -168,11 +199,11 @@ class LayerCapture:
         """The captured output of ``name``, checked and brought to NCHW / patch tokens only."""
         if name not in captured:
             raise LayerError(self._not_run_message(name))
-        activation = captured[name]
-        if not isinstance(activation, torch.Tensor):
+        activation = output_tensor(captured[name])
+        if activation is None:
             raise LayerError(
-                f"module {name!r} of {type(self.model).__name__} returned a {type(activation).__name__}, "
-                "not a tensor; capture a module that returns one tensor"
+                f"module {name!r} of {type(self.model).__name__} returned a {type(captured[name]).__name__}, "
+                "not a tensor; capture a module that returns one tensor (or a tensor and its grid size)"
             )
         if activation.ndim == 4 and name in self.channels_last:
             return activation.permute(0, 3, 1, 2)

@@ -24,7 +24,7 @@ from .capture import (
     subsample_positions,
 )
 from .cca import check_epsilon
-from .errors import LayerError, NotEnoughDataError, SimilarityOptionError
+from .errors import BatchTypeError, LayerError, NotEnoughDataError, SimilarityOptionError
 from .metrics import (
     linear_cka_from_moments,
     mean_cca_from_moments,
@@ -60,7 +60,7 @@ def _images_of(batch) -> torch.Tensor:
         )
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
         return batch[0]
-    raise TypeError(
+    raise BatchTypeError(
         f"cannot find images in a batch of type {type(batch).__name__}; yield tensors, "
         "(images, labels) tuples or dicts with 'pixel_values'"
     )
@@ -79,10 +79,15 @@ def _batch_images(batch) -> torch.Tensor:
 
 
 def _input_channels(model: nn.Module) -> int | None:
-    """The channels the model's first conv takes (timm's ``pretrained_cfg['first_conv']``), if known.
+    """The image channels the model takes: its ``in_chans`` (timm sets it on its models), else those of
+    ``pretrained_cfg['first_conv']``, if known.
 
-    ``pretrained_cfg['input_size']`` is not used: it keeps the pretrained 3 when ``in_chans`` differs.
+    ``in_chans`` comes first: tresnet's first conv follows a space-to-depth (48 channels for RGB), and
+    ``pretrained_cfg['input_size']`` keeps the pretrained 3 when ``in_chans`` differs.
     """
+    channels = getattr(model, "in_chans", None)
+    if isinstance(channels, int) and not isinstance(channels, bool):
+        return channels
     first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     if isinstance(first_conv, (tuple, list)):
         first_conv = first_conv[0] if first_conv else None

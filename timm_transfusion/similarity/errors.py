@@ -5,8 +5,10 @@ All derive from ``SimilarityError``, itself a ``ValueError``, so ``except ValueE
 
 from __future__ import annotations
 
+from ..errors import TransfusionError
 
-class SimilarityError(ValueError):
+
+class SimilarityError(TransfusionError, ValueError):
     """Base class for similarity errors."""
 
 
@@ -28,6 +30,26 @@ class SimilarityOptionError(SimilarityError):
 
 class LayerError(SimilarityError):
     """A layer to compare is unknown, missing from a model, or has an unusable output."""
+
+
+class ModelSourceError(TransfusionError, RuntimeError):
+    """A model to compare could not be created from the given run folder, local-dir or timm name."""
+
+
+class MissingModelError(ModelSourceError, FileNotFoundError):
+    """The run folder or local-dir to compare does not exist or holds no config.json."""
+
+
+class ReportKeyError(TransfusionError, KeyError):
+    """A report was asked for a layer or metric it does not hold."""
+
+
+class ReportPathError(SimilarityError, FileExistsError):
+    """A report file cannot be written: something that is not a regular file is in the way."""
+
+
+class BatchTypeError(TransfusionError, TypeError):
+    """A data loader yielded batches in which no images can be found."""
 
 
 class UnderdeterminedWarning(UserWarning):

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..files import atomic_path, write_text_atomic
+from .errors import ReportKeyError, ReportPathError
 
 REPORT_FILES = ("json", "csv", "md", "png")
 NULL_MEANING = "what unrelated representations score at the same datapoints and features"
@@ -55,11 +56,13 @@ class SimilarityReport:
         for entry in self.layers:
             if entry.name == layer:
                 return entry.values[metric]
-        raise KeyError(f"no layer {layer!r} in the report; layers: {[entry.name for entry in self.layers]}")
+        raise ReportKeyError(
+            f"no layer {layer!r} in the report; layers: {[entry.name for entry in self.layers]}"
+        )
 
     def column(self, metric: str) -> list[float | None]:
         if metric not in self.metrics:
-            raise KeyError(f"no metric {metric!r} in the report; metrics: {list(self.metrics)}")
+            raise ReportKeyError(f"no metric {metric!r} in the report; metrics: {list(self.metrics)}")
         return [entry.values[metric] for entry in self.layers]
 
     def null_column(self, metric: str) -> list[float | None]:
@@ -159,7 +162,7 @@ class SimilarityReport:
         paths = {kind: directory / f"similarity.{kind}" for kind in REPORT_FILES}
         blocked = [str(path) for path in paths.values() if path.exists() and not path.is_file()]
         if blocked:
-            raise FileExistsError(f"cannot write the report: {blocked} exist and are not regular files")
+            raise ReportPathError(f"cannot write the report: {blocked} exist and are not regular files")
         writers = {"json": self.to_json, "csv": self.to_csv, "md": self.to_markdown, "png": self.plot}
         with ExitStack() as renames:
             for kind, path in paths.items():

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
+
+from ..run_folder import CONFIG, read_json
+from ..source_kind import local_path, source_kind
+from .errors import MissingModelError, ModelSourceError
 
 
 def load_model(source: str, *, pretrained: bool = True, seed: int = 0) -> nn.Module:
@@ -20,36 +23,37 @@ def load_model(source: str, *, pretrained: bool = True, seed: int = 0) -> nn.Mod
     """
     import timm_transfusion  # noqa: F401  (registers the project's models, e.g. mobilenetv1_025)
 
-    path = Path(source.removeprefix("local-dir:"))
-    if path.is_dir():
+    kind = source_kind(source)
+    if kind in ("local-dir", "folder"):
+        path = local_path(source)
+        if not path.is_dir():
+            raise MissingModelError(f"local-dir {path} does not exist")
         return _load_folder(path, pretrained=pretrained, seed=seed)
-    if source.startswith("local-dir:"):
-        raise FileNotFoundError(f"local-dir {path} does not exist")
+    if kind == "timm" and not timm.is_model(source):
+        raise ModelSourceError(
+            f"{source!r} is neither a run folder, local-dir:PATH, hf-hub:ORG/NAME nor a timm model"
+        )
     torch.manual_seed(seed)
     try:
         return timm.create_model(source, pretrained=pretrained)
-    except (RuntimeError, OSError, ValueError) as error:
-        raise RuntimeError(
-            f"could not create {source!r} (pretrained={pretrained}): {error}. Pass a run folder, "
+    except OSError as error:  # download / cache / file errors of huggingface_hub and torch.hub
+        raise ModelSourceError(
+            f"could not load the weights of {source!r} ({type(error).__name__}: {error}). Pass a run folder, "
             "local-dir:PATH, a timm name whose weights are cached, or use random weights (--no-pretrained)"
         ) from error
 
 
 def _load_folder(path: Path, *, pretrained: bool, seed: int) -> nn.Module:
     """The model a run folder describes: its weights, or a seeded random init of its architecture."""
-    config_file = path / "config.json"
+    config_file = path / CONFIG
     if not config_file.is_file():
-        raise FileNotFoundError(f"{path} is a folder without config.json; expected a run folder")
-    config = json.loads(config_file.read_text())
+        raise MissingModelError(f"{path} is a folder without config.json; expected a run folder")
+    config = read_json(config_file)
+    if not timm.is_model(config.get("architecture", "")):
+        raise ModelSourceError(f"{config_file} names no timm architecture ({config.get('architecture')!r})")
     options = {"num_classes": config["num_classes"]} if "num_classes" in config else {}
     torch.manual_seed(seed)
-    try:
-        return timm.create_model(f"local-dir:{path}", pretrained=pretrained, **options)
-    except (KeyError, RuntimeError, OSError, ValueError) as error:
-        raise RuntimeError(
-            f"could not create a model from {config_file} (pretrained={pretrained}): "
-            f"{type(error).__name__}: {error}. Is it a run folder written by timm.models.save_for_hf?"
-        ) from error
+    return timm.create_model(f"local-dir:{path}", pretrained=pretrained, **options)
 
 
 def default_img_size(model: nn.Module) -> int:

@@ -1,19 +1,22 @@
-"""Fine-tuning with accelerate: the loop, evaluation with offline evaluate metrics, convergence, run folders."""
+"""Fine-tuning with accelerate: the loop, evaluation with offline evaluate metrics, convergence, run folders.
+
+`train` (and with it accelerate, datasets and evaluate) is imported on first use, so the command line's
+`--help` and the option parsers load none of them.
+"""
 
 import argparse
 import sys
+from typing import Any
 
-from ..data import DatasetSpecError, LabelError
+from ..errors import TransfusionError
 from ..files import read_jsonl
-from ..init.errors import InitError
 from .config import TrainConfig, TrainConfigError, add_train_arguments, config_from_args
 from .convergence import TrainHistory, steps_to_threshold
-from .loop import train
 from .model import ImageSizeError
 from .run_folder import OutputFolderError
 
 # Mistakes in the user's input: reported as one clear line by the command-line tools, not as a traceback.
-USER_ERRORS = (DatasetSpecError, LabelError, ImageSizeError, OutputFolderError, InitError, TrainConfigError)
+USER_ERRORS = (TransfusionError,)
 
 __all__ = [
     "USER_ERRORS",
@@ -32,13 +35,23 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    if name == "train":
+        from .loop import train
+
+        return train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def run_from_args(args: argparse.Namespace, *, prog: str = "error") -> int:
     """Train from parsed arguments; a user mistake prints one line and returns 2. The process group is closed."""
     from accelerate import PartialState
 
+    from .loop import train
+
     try:
         train(config_from_args(args))
-    except USER_ERRORS as err:
+    except TransfusionError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, field, fields
 
+from ..errors import TransfusionError
+
 
 @dataclass
 class TrainConfig:
@@ -71,7 +73,7 @@ class TrainConfig:
             raise TrainConfigError(f"--mixed-precision {self.mixed_precision!r}: choose no, fp16 or bf16")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(TransfusionError, ValueError):
     """A training option outside its valid range."""
 
 

@@ -68,6 +68,13 @@ def log_step_area(steps: Sequence[float], values: Sequence[float | None]) -> flo
     return float(log_step_areas(steps, np.asarray(values, dtype=np.float64)[None])[0])
 
 
+def best_auc(records: Sequence[dict], *, key: str = "auc") -> float | None:
+    """The highest defined ``key`` over the evaluations (undefined ones, None or NaN, are skipped; the
+    builtin ``max`` with a NaN depends on where the NaN sits)."""
+    values = [r[key] for r in records if r.get(key) is not None and math.isfinite(r[key])]
+    return max(values) if values else None
+
+
 def threshold_key(threshold: float) -> str:
     """The JSON key of a threshold: ``0.7`` -> ``"0.7"``."""
     return format(threshold, "g")

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from ..data import DatasetSpecError, load_dataset_spec
 from ..init.registry import resolve_init
-from ..init.source import WEIGHT_SUFFIXES
+from ..source_kind import local_path, source_kind
 from .config import TrainConfig, TrainConfigError
 from .loop import train
 from .results import write_report
 
-ALL_K = re.compile(r"^transfusion-\*(\+meanvar)?$")  # transfusion-* = transfusion-0 … transfusion-<blocks>
+# transfusion-* = transfusion-0 … transfusion-<blocks - 1>; reusing every block group is `pretrained`.
+ALL_K = re.compile(r"^transfusion-\*(\+meanvar)?$")
 
 __all__ = [
     "Cell",
@@ -53,7 +54,8 @@ def init_source_for(init: str, source: str | None) -> str | None:
 
 
 def expand_inits(model: str, inits: list[str]) -> list[str]:
-    """``transfusion-*`` (or ``transfusion-*+meanvar``) becomes one init per k = 0 … the model's block groups."""
+    """``transfusion-*`` (or ``transfusion-*+meanvar``) becomes one init per k = 0 … (block groups - 1): the
+    sweep from the stem alone up to all but the last group; ``pretrained`` (add it to the grid) reuses all."""
     expanded: list[str] = []
     for init in inits:
         match = ALL_K.match(init)
@@ -65,7 +67,7 @@ def expand_inits(model: str, inits: list[str]) -> list[str]:
         from ..init.groups import block_groups
 
         blocks = block_groups(timm.create_model(model, pretrained=False)).num_blocks
-        expanded += [f"transfusion-{k}{match.group(1) or ''}" for k in range(blocks + 1)]
+        expanded += [f"transfusion-{k}{match.group(1) or ''}" for k in range(blocks)]
     return list(dict.fromkeys(expanded))
 
 
@@ -82,11 +84,11 @@ def check_grid(
         raise TrainConfigError(f"--lr-grid values must be > 0, got {bad_lrs[0]}")
     for init in inits:
         resolve_init(init)
-    if source is None or source.startswith("hf-hub:"):
-        return
-    path = Path(source.removeprefix("local-dir:"))
-    looks_local = source.startswith("local-dir:") or path.suffix in WEIGHT_SUFFIXES or "/" in source
-    if looks_local and not path.exists():
+    if (
+        source is not None
+        and source_kind(source) in ("local-dir", "file")
+        and not local_path(source).exists()
+    ):
         raise TrainConfigError(f"--source {source!r} does not exist")
 
 
@@ -169,8 +171,11 @@ def run_experiment(
     models: list[str] | None = None,
     lrs: list[float] | None = None,
 ) -> dict[str, Path]:
-    """Train every cell in this process, one after the other, then write the report; returns its paths."""
+    """Train every cell in this process, one after the other, then write the report; returns its paths.
+
+    Seed by seed (every init of seed 0 first): a grid stopped part-way still compares every init.
+    """
     cells = expand_grid(base, inits=inits, seeds=seeds, source=source, models=models, lrs=lrs)
-    for cell in cells:
+    for cell in sorted(cells, key=lambda c: c.config.seed):
         train(cell.config)
     return write_report(base, cells, source=source)

@@ -69,11 +69,13 @@ def judge(
         "less": f"< {bound:g}",
         "equivalent": f"within {bound:g} ± {margin:g}",
     }[kind]
+    result = verdict(interval, kind, bound=bound, margin=margin)
     if interval is None:
         note = "; ".join(filter(None, [missing or "not measured", note]))
-    return Finding(
-        claim, statistic, interval, test, verdict(interval, kind, bound=bound, margin=margin), note, per_seed
-    )
+    elif isinstance(measured, Contrast) and len(per_seed) < 2:
+        result = "inconclusive"
+        note = "; ".join(filter(None, ["1 seed: seed-to-seed variation unmeasured", note]))
+    return Finding(claim, statistic, interval, test, result, note, per_seed)
 
 
 def _lowest_transfusion(groups: Mapping[str, InitRuns], most: int = 2) -> str | None:

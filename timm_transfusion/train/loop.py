@@ -34,8 +34,9 @@ from ..data import (
     load_dataset_spec,
     normalize_on_device,
 )
+from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_atomic, write_jsonl_atomic
 from .config import TrainConfig
-from .convergence import TrainHistory, steps_to_threshold
+from .convergence import TrainHistory, best_auc, evaluation_steps, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
 from .model import check_image_size, create_model
 from .run_folder import (
@@ -47,8 +48,7 @@ from .run_folder import (
     prune_checkpoints,
     remove_stale_temporaries,
     temporary_twin,
-    write_json_atomic,
-    write_jsonl_atomic,
+    write_eval_predictions,
 )
 
 
@@ -80,6 +80,7 @@ class _Inputs:
     img_size: int
     model: torch.nn.Module
     start_over: bool
+    select_ds: Dataset | None = None  # evaluated once at the end (experiments choose the lr on it)
 
 
 @dataclass
@@ -113,19 +114,23 @@ def _check_inputs(config: TrainConfig, state: PartialState) -> _Inputs | dict:
     labels = label_info(train_ds, config.num_classes)
     check_labels(train_ds, labels, where.format(config.train_split))
     check_labels(eval_ds, labels, where.format(config.eval_split))
+    select_ds = None
+    if config.select_split is not None:
+        select_ds = load_dataset_spec(config.dataset, config.select_split, **kwargs)
+        check_labels(select_ds, labels, where.format(config.select_split))
     if len(train_ds) < config.batch_size * state.num_processes:
         raise LabelError(
             f"{where.format(config.train_split)} has {len(train_ds)} images, fewer than one batch "
             f"({config.batch_size} x {state.num_processes} processes); lower --batch-size"
         )
     holds = check_output_folder(folder, config.to_json(), resume=config.resume, overwrite=config.overwrite)
-    if holds == "same" and config.resume and (folder / "summary.json").is_file():
-        return json.loads((folder / "summary.json").read_text())
+    if holds == "same" and config.resume and (folder / SUMMARY).is_file():
+        return json.loads((folder / SUMMARY).read_text())
     img_size = config.img_size or max(train_ds[0]["image"].size)
     model = create_model(config, labels.num_classes)
     check_image_size(model, img_size)
     start_over = holds == "different" or (holds == "same" and not config.resume)
-    return _Inputs(train_ds, eval_ds, labels, img_size, model, start_over)
+    return _Inputs(train_ds, eval_ds, labels, img_size, model, start_over, select_ds)
 
 
 def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> None:
@@ -137,7 +142,7 @@ def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> 
         if inputs.start_over:
             clear_run_folder(folder)
         remove_stale_temporaries(folder)
-        write_json_atomic(folder / "train_args.json", config.to_json())
+        write_json_atomic(folder / TRAIN_ARGS, config.to_json())
     state.wait_for_everyone()
 
 
@@ -226,8 +231,27 @@ def _evaluate_and_record(config: TrainConfig, session: _Session, labels: LabelIn
     session.history.records.append(record)
     accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=session.step)
     if accelerator.is_main_process:
-        write_jsonl_atomic(Path(config.output) / "metrics.jsonl", session.history.records)
+        if config.save_predictions:  # every evaluation's per-image scores: the report bootstraps over them
+            write_eval_predictions(Path(config.output), session.step, predictions)
+        write_jsonl_atomic(Path(config.output) / METRICS, session.history.records)
     return predictions
+
+
+def _evaluate_selection(config: TrainConfig, session: _Session, inputs: _Inputs) -> dict | None:
+    """The selection split (e.g. val) once, at the end: an experiment chooses each init's lr on it."""
+    if inputs.select_ds is None:
+        return None
+    dataset = TransformedDataset(
+        inputs.select_ds, build_transform(session.data_config, training=False), seed=config.seed
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.eval_batch_size or config.batch_size, num_workers=config.workers
+    )
+    accelerator = session.accelerator
+    metrics, _ = evaluate_model(
+        accelerator, session.model, accelerator.prepare(loader), session.data_config, inputs.labels
+    )
+    return {"split": config.select_split, **metrics}
 
 
 def _sync_history(session: _Session) -> None:
@@ -275,6 +299,9 @@ def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> d
     """Step 4: optimizer steps up to ``max_steps``, evaluating and checkpointing on schedule; the last predictions."""
     accelerator, history = session.accelerator, session.history
     batches_per_epoch, last_eval_step, predictions = len(session.train_loader), None, None
+    schedule = set(
+        evaluation_steps(config.max_steps, every=config.eval_every, log_start=config.eval_log_start)
+    )
     progress = tqdm(
         total=config.max_steps,
         initial=session.step,
@@ -297,7 +324,7 @@ def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> d
             progress.update(1)
             if session.scheduler is not None:
                 session.scheduler.step_update(step)
-            if step % config.eval_every == 0 or step == config.max_steps:
+            if step in schedule:
                 predictions, last_eval_step = _evaluate_and_record(config, session, labels), step
                 progress.set_postfix(auc=f"{history.records[-1]['auc']:.3f}")
                 session.running_loss.zero_()
@@ -312,7 +339,7 @@ def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> d
     return predictions
 
 
-def _summary(config: TrainConfig, session: _Session, inputs: _Inputs) -> dict:
+def _summary(config: TrainConfig, session: _Session, inputs: _Inputs, select: dict | None) -> dict:
     """The run's summary.json: what was trained, on what, and how it ended."""
     history, labels = session.history, inputs.labels
     final = history.records[-1]
@@ -333,7 +360,8 @@ def _summary(config: TrainConfig, session: _Session, inputs: _Inputs) -> dict:
         "train_samples": len(inputs.train_ds),
         "eval_samples": len(inputs.eval_ds),
         "final": {k: v for k, v in final.items() if k not in ("step", "epoch", "elapsed_s", "lr")},
-        "best_auc": max(r["auc"] for r in history.records),
+        "best_auc": best_auc(history.records),
+        "select": select,
         "steps_to_threshold": steps_to_threshold(history.records, config.auc_thresholds),
         "wall_time_s": history.elapsed_s,
     }
@@ -342,9 +370,10 @@ def _summary(config: TrainConfig, session: _Session, inputs: _Inputs) -> dict:
 def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions: dict) -> dict:
     """Step 5: weights + config (timm-loadable), predictions, then summary.json last (marks the run complete)."""
     accelerator, folder = session.accelerator, Path(config.output)
+    select = _evaluate_selection(config, session, inputs)
     _sync_history(session)
     accelerator.wait_for_everyone()
-    summary = _summary(config, session, inputs)
+    summary = _summary(config, session, inputs, select)
     if accelerator.is_main_process:
         export_model(
             accelerator.unwrap_model(session.model),
@@ -353,11 +382,11 @@ def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions
             label_names=inputs.labels.names,
         )
         if config.save_predictions:
-            staging = temporary_twin(folder / "eval_predictions.npz")
+            staging = temporary_twin(folder / PREDICTIONS)
             with staging.open("wb") as handle:
                 np.savez(handle, **predictions)
-            staging.replace(folder / "eval_predictions.npz")
-        write_json_atomic(folder / "summary.json", summary)
+            staging.replace(folder / PREDICTIONS)
+        write_json_atomic(folder / SUMMARY, summary)
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # not end_training(): the process group may serve further runs
         tracker.finish()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import TransfusionError
 from .config import TrainConfig
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(TransfusionError, ValueError):
     """The model cannot run on images of the requested size."""
 
 

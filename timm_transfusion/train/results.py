@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,15 @@ from .stats import RESAMPLES, summarize_seeds, t_interval
 if TYPE_CHECKING:
     from .experiment import Cell
 
-REPORT_FILES = ("results.md", "results.csv", "findings.json", "convergence.png", "sweep.png", "filters.png")
+REPORT_FILES = (
+    "results.md",
+    "results.csv",
+    "findings.json",
+    "convergence.png",
+    "sweep.png",
+    "filters.png",
+    "representations.png",
+)
 
 
 @dataclass
@@ -334,6 +342,86 @@ def _setup_lines(
     return lines + [""]
 
 
+@dataclass
+class Effects:
+    """What the analyses that rebuild models produced for one model's runs (empty when skipped)."""
+
+    filters: dict = field(default_factory=dict)
+    changes: dict[str, SimilarityReport] = field(default_factory=dict)
+    gabor: dict | None = None
+    sections: list[str] = field(default_factory=list)
+
+
+def _findings_and_analyses(
+    base: TrainConfig,
+    source: str | None,
+    result: ModelResults,
+    folder: Path,
+    suffix: str,
+    analyses: bool,
+    margin: float,
+) -> tuple[list[Finding], Effects]:
+    """Every claim's finding for one model, in the paper's order, and the analyses' sections and files."""
+    from .paper_analyses import (
+        CROSS_CLAIM,
+        CROSS_STATISTIC,
+        GABOR_CLAIM,
+        GABOR_STATISTIC,
+        SIMILARITY_MARGIN,
+        cross_init_section,
+        gabor_section,
+        weight_scale_section,
+    )
+
+    findings = training_findings(result.groups, margin=margin)
+    layer_claim = "Lower layers change least in fine-tuning (from pretrained weights)"
+    if not (analyses and "pretrained" in result.groups):
+        reason = "no pretrained runs" if analyses else "analyses skipped"
+        findings.append(
+            _not_measured(layer_claim, "PWCCA(init, fine-tuned): lowest − highest layer", "greater", reason)
+        )
+        findings.append(
+            judge(CROSS_CLAIM, CROSS_STATISTIC, None, "equivalent", margin=SIMILARITY_MARGIN, missing=reason)
+        )
+        findings.append(_not_measured(GABOR_CLAIM, GABOR_STATISTIC, "greater", reason))
+        return findings, Effects()
+    effects = Effects()
+    effects.filters, effects.changes, pretrained_changes = representation_effects(base, result)
+    write_representation_change(folder, effects.changes, name=f"representations{suffix}")
+    findings.append(layer_change_finding(pretrained_changes))
+    cross_lines, cross_finding = cross_init_section(
+        result.groups, dataset=base.dataset, split=base.eval_split, folder=folder, name=f"cross_init{suffix}"
+    )
+    findings.append(cross_finding)
+    gabor_lines, gabor_finding, effects.gabor = gabor_section(
+        effects.filters, folder=folder, name=f"gabor{suffix}"
+    )
+    findings.append(gabor_finding)
+    heading = (
+        (lambda text: f"## {result.model}: {text}")
+        if suffix
+        else (lambda text: f"## {text[0].upper()}{text[1:]}")
+    )
+    if cross_lines:
+        effects.sections += [
+            heading("pretrained vs random after fine-tuning, against the seed baseline"),
+            "",
+            *cross_lines,
+        ]
+    effects.sections += [heading("first-layer filters: Gabor-likeness"), "", *gabor_lines]
+    if source is not None:
+        run = next(iter(result.groups["pretrained"].runs.values()))
+        import timm
+
+        model = timm.create_model(result.model, num_classes=run.summary["num_classes"])
+        effects.sections += [
+            heading("weight scale: source vs timm's random init vs Mean Var vs rescaled"),
+            "",
+            *weight_scale_section(model, source, folder=folder, name=f"weight_scale{suffix}"),
+        ]
+    return findings, effects
+
+
 def write_report(
     base: TrainConfig,
     cells: Sequence[Cell],
@@ -362,30 +450,13 @@ def write_report(
     lines, findings_lines, all_findings, body = [title, ""], [], [], []
     for result in results:
         heading = f"### {result.model}" if len(results) > 1 else ""
-        findings = training_findings(result.groups, margin=margin)
-        if analyses and "pretrained" in result.groups:
-            filters, changes, pretrained_changes = representation_effects(base, result)
-            findings.append(layer_change_finding(pretrained_changes))
-        else:
-            filters, changes = {}, {}
-            findings.append(
-                _not_measured(
-                    "Lower layers change least in fine-tuning (from pretrained weights)",
-                    "PWCCA(init, fine-tuned): lowest − highest layer",
-                    "greater",
-                    "no pretrained runs" if analyses else "analyses skipped",
-                )
-            )
+        suffix = f"-{result.model}" if len(results) > 1 else ""
+        findings, effects = _findings_and_analyses(base, source, result, folder, suffix, analyses, margin)
         all_findings += [
             replace(f, claim=f"{result.model}: {f.claim}") if len(results) > 1 else f for f in findings
         ]
         findings_lines += ([heading, ""] if heading else []) + findings_table(findings)
-        suffix = f"-{result.model}" if len(results) > 1 else ""
-        body += _model_sections(
-            base, source, result, missing, folder, suffix, filters, changes, len(results) > 1
-        )
-        if changes:
-            write_representation_change(folder, changes, name=f"representations{suffix}")
+        body += _model_sections(base, source, result, missing, folder, suffix, effects, len(results) > 1)
     lines += ["## Findings", ""]
     if not results:
         lines += ["No run of the grid has finished yet.", ""]
@@ -412,17 +483,18 @@ def _model_sections(
     missing: list[Cell],
     folder: Path,
     suffix: str,
-    filters: dict,
-    changes: dict[str, SimilarityReport],
+    effects: Effects,
     several: bool,
 ) -> list[str]:
     from ..viz.convergence import plot_convergence
     from ..viz.filters import plot_filters
     from ..viz.sweep import plot_sweep
 
-    prefix = f"## {result.model}: " if several else "## "
+    def heading(text: str) -> str:
+        return f"## {result.model}: {text}" if several else f"## {text[0].upper()}{text[1:]}"
+
     lines = [
-        f"{prefix}final AUC and convergence by init",
+        heading("final AUC and convergence by init"),
         "",
         *_setup_lines(base, source, result, [c for c in missing if c.config.model == result.model]),
         *init_table(result, base.auc_thresholds),
@@ -449,7 +521,7 @@ def _model_sections(
             title=f"Transfusion sweep: {title}",
         )
         lines += [
-            f"{prefix}the transfusion sweep (reuse the stem and the first k block groups)",
+            heading("the transfusion sweep (reuse the stem and the first k block groups)"),
             "",
             *sweep,
             "",
@@ -459,22 +531,26 @@ def _model_sections(
     lrs = lr_table(result)
     if lrs:
         lines += [
-            f"{prefix}learning rate per init (chosen on `{base.select_split}`, reported on `{base.eval_split}`)",
+            heading(
+                f"learning rate per init (chosen on `{base.select_split}`, reported on `{base.eval_split}`)"
+            ),
             "",
             *lrs,
             "",
         ]
+    filters, changes = effects.filters, effects.changes
     if filters:
         seed = min(next(iter(result.groups.values())).runs)
         plot_filters(
             filters,
             folder / f"filters{suffix}.png",
             title=f"First-layer filters, {result.model} (seed {seed})",
+            scores=effects.gabor,
         )
         lines += [f"![first-layer filters](filters{suffix}.png)", ""]
     if changes:
         lines += [
-            f"{prefix}how much fine-tuning changed each layer",
+            heading("how much fine-tuning changed each layer"),
             "",
             "PWCCA of each layer at its init against the fine-tuned model (first seed; 1 = unchanged, "
             "n/a: fewer datapoints than features). `representations.csv` adds linear CKA.",
@@ -484,4 +560,4 @@ def _model_sections(
             f"![representation change](representations{suffix}.png)",
             "",
         ]
-    return lines
+    return lines + effects.sections

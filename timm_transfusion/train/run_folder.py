@@ -1,67 +1,35 @@
-"""The run folder: atomic writes, the overwrite guard, checkpoints, and the final timm-loadable export.
+"""Training's side of the run folder: the overwrite guard, checkpoints and the final timm-loadable export.
 
-Layout (read by the similarity and hub tools): ``config.json`` + ``model.safetensors`` (timm ``save_for_hf``),
-``metrics.jsonl``, ``summary.json`` (written last: its presence marks a complete run), ``train_args.json``,
-``checkpoints/step_NNNNNNNN/`` (accelerate ``save_state``).
+File names, control keys and the JSON writers are the schema in :mod:`timm_transfusion.run_folder`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from timm.models import save_for_hf
 
-from ..files import TMP_PREFIX, default_file_mode, write_text_atomic
-
-CHECKPOINT_PREFIX = "step_"
-PREDICTIONS_DIR = (
-    "eval_predictions"  # eval_predictions/step_NNNNNNNN.npz: index, scores, labels per evaluation
-)
-# Options that may change between a run and its resumption without making it a different run.
-RUN_CONTROL_KEYS = frozenset(
-    {
-        "resume",
-        "overwrite",
-        "output",
-        "progress",
-        "log_with",
-        "workers",
-        "save_predictions",
-        "checkpoint_every",
-        "keep_checkpoints",
-    }
+from ..errors import TransfusionError
+from ..files import TMP_PREFIX, default_file_mode
+from ..run_folder import (
+    CHECKPOINT_PREFIX,
+    CHECKPOINTS,
+    CONFIG,
+    PREDICTIONS_DIR,
+    RUN_CONTROL_KEYS,
+    SUMMARY,
+    TRAIN_ARGS,
+    WEIGHTS,
 )
 
 
-class OutputFolderError(RuntimeError):
+class OutputFolderError(TransfusionError, RuntimeError):
     """The output folder holds something this run must not silently reuse or replace."""
-
-
-def _finite(value: Any) -> Any:
-    """NaN / inf (an AUC undefined on a one-class split) as null: strict JSON, readable by every tool."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(_finite(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
-def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
-    lines = (json.dumps(_finite(r), sort_keys=True, allow_nan=False) + "\n" for r in records)
-    write_text_atomic(path, "".join(lines))
 
 
 def check_output_folder(folder: Path, train_args: dict, *, resume: bool, overwrite: bool) -> str:
@@ -72,7 +40,7 @@ def check_output_folder(folder: Path, train_args: dict, *, resume: bool, overwri
     """
     if not folder.exists() or not any(folder.iterdir()):
         return "empty"
-    saved = folder / "train_args.json"
+    saved = folder / TRAIN_ARGS
     if not saved.is_file():
         raise OutputFolderError(
             f"output folder {str(folder)!r} is not empty and holds no run (no train_args.json); "
@@ -103,13 +71,13 @@ def clear_run_folder(folder: Path) -> None:
 
     summary.json goes first: it marks a finished run, so a kill mid-way never leaves it beside missing weights.
     """
-    (folder / "summary.json").unlink(missing_ok=True)
+    (folder / SUMMARY).unlink(missing_ok=True)
     for child in folder.iterdir():
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def checkpoint_dir(folder: Path, step: int) -> Path:
-    return folder / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:08d}"
+    return folder / CHECKPOINTS / f"{CHECKPOINT_PREFIX}{step:08d}"
 
 
 def predictions_path(folder: Path, step: int) -> Path:
@@ -144,7 +112,7 @@ def read_eval_predictions(folder: Path, steps: list[int]) -> list[dict[str, np.n
 
 def latest_checkpoint(folder: Path) -> Path | None:
     """Newest complete checkpoint (half-written ones live under a ``.tmp-`` name and are ignored)."""
-    root = folder / "checkpoints"
+    root = folder / CHECKPOINTS
     done = sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()) if root.is_dir() else []
     return done[-1] if done else None
 
@@ -156,14 +124,14 @@ def temporary_twin(path: Path) -> Path:
 
 def remove_stale_temporaries(folder: Path) -> None:
     """Leftovers of a killed write: never trusted, removed before a run (re)starts."""
-    for root in (folder, folder / "checkpoints", folder / PREDICTIONS_DIR):
+    for root in (folder, folder / CHECKPOINTS, folder / PREDICTIONS_DIR):
         for stale in root.glob(TMP_PREFIX + "*") if root.is_dir() else ():
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
     """Keep the newest ``keep`` checkpoints (0 keeps all)."""
-    root = folder / "checkpoints"
+    root = folder / CHECKPOINTS
     done = sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir())
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old)
@@ -179,7 +147,7 @@ def export_model(
     model_config = {"label_names": label_names} if label_names else None
     export_config = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct")}
     save_for_hf(model, staging, model_config=model_config, safe_serialization=True, data_config=export_config)
-    for name in ("model.safetensors", "config.json"):
+    for name in (WEIGHTS, CONFIG):
         os.chmod(staging / name, default_file_mode())
         os.replace(staging / name, folder / name)
     shutil.rmtree(staging)

@@ -5,7 +5,8 @@ Two sources of noise make an init's figure uncertain: the training seed (init dr
 and the finite eval set. Seeds are summarised by mean ± sd with every per-seed value kept; the eval set by
 bootstrap resampling of its images. A comparison between inits is *paired*: the same seeds and the same
 resampled images on both sides, so noise they share cancels. Its interval is a t interval over seeds whose
-standard error also carries the image-bootstrap variance of the contrast (both noise sources, df = seeds - 1).
+standard error also carries the image-bootstrap variance of the contrast (both noise sources; degrees of freedom
+by Welch-Satterthwaite, from seeds - 1 when the seed part dominates towards a normal when the image part does).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ VERDICT_RULE = (
     "A claim 'X > b' is *supported* when the whole 95 % interval of X lies above b, *contradicted* when it "
     "lies wholly below b, and *inconclusive* otherwise ('X < b' mirrored). A claim 'X ≈ 0' (equivalence "
     "within a margin m) is *supported* when the interval lies inside (-m, m), *contradicted* when it lies "
-    "wholly outside [-m, m], and *inconclusive* otherwise. A statistic that could not be measured is "
-    "inconclusive."
+    "wholly outside [-m, m], and *inconclusive* otherwise. A statistic that could not be measured, or a "
+    "comparison of inits from a single seed (its seed-to-seed variation unmeasured), is inconclusive."
 )
 
 
@@ -202,6 +203,10 @@ class Contrast:
         }
 
 
+def _normal_quantile(level: float) -> float:
+    return float(scipy_stats.norm.ppf((1 + level) / 2))
+
+
 def paired_contrast(
     values: Mapping[str, Mapping[int, float | None]],
     weights: Mapping[str, float],
@@ -245,12 +250,14 @@ def paired_contrast(
             per_seed,
             dict(weights),
         )
-    if n > 1:
-        quantile, method = float(scipy_stats.t.ppf((1 + level) / 2, n - 1)), f"paired t over {n} seeds"
-    else:
-        quantile, method = float(scipy_stats.norm.ppf((1 + level) / 2)), "1 seed: eval images only"
+    # Welch-Satterthwaite: the seed part has n - 1 degrees of freedom, the image part (many resamples) ~inf.
+    dof = (seed_var + image_var) ** 2 / (seed_var**2 / (n - 1)) if n > 1 and seed_var > 0 else math.inf
+    quantile = (
+        float(scipy_stats.t.ppf((1 + level) / 2, dof)) if math.isfinite(dof) else _normal_quantile(level)
+    )
+    method = f"paired t over {n} seeds" if n > 1 else "1 seed: eval images only"
     if image_replicates is not None and n > 1:
-        method += " + bootstrap over eval images"
+        method += " + bootstrap over eval images (Welch-Satterthwaite df)"
     interval = Interval(estimate, estimate - quantile * se, estimate + quantile * se, level, method)
     return Contrast(interval, per_seed, dict(weights))
 

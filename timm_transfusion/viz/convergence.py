@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from .figures import new_figure, save_png
 
 
 def plot_convergence(
@@ -14,29 +17,38 @@ def plot_convergence(
 
     Seeds share evaluation steps (same ``--eval-every``); steps missing in a seed are ignored for that seed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = new_figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for init, seeds in curves.items():
         steps = sorted({r["step"] for records in seeds for r in records})
-        by_step = [[r["auc"] for records in seeds for r in records if r["step"] == s] for s in steps]
-        mean = np.array([np.mean(v) for v in by_step])
+        by_step = [
+            [
+                np.nan if r.get("auc") is None else r["auc"]
+                for records in seeds
+                for r in records
+                if r["step"] == s
+            ]
+            for s in steps
+        ]  # an undefined AUC (null in metrics.jsonl) is a gap, not a crash
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.array([np.nanmean(v) for v in by_step])
         line = ax.plot(steps, mean, label=f"{init} (n={len(seeds)})", linewidth=1.8)[0]
         if len(seeds) > 1:
-            low, high = [np.min(v) for v in by_step], [np.max(v) for v in by_step]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                low, high = [np.nanmin(v) for v in by_step], [np.nanmax(v) for v in by_step]
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
     for threshold in thresholds:
         ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("training step")
+    ax.set_xscale("log")  # evaluations are log-spaced early, where inits differ
+    evaluated = sorted({r["step"] for seeds in curves.values() for records in seeds for r in records})
+    ax.set_xticks(evaluated, [str(s) for s in evaluated], fontsize=7)
+    ax.minorticks_off()
+    ax.set_xlabel("training step (log scale; ticks at the evaluations)")
     ax.set_ylabel("eval AUC")
     ax.set_title(title or "Convergence by initialization (band: min-max over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120)

@@ -8,12 +8,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
-from ..files import atomic_path
+from ..errors import TransfusionError
+from .figures import new_figure, save_png
 
 if TYPE_CHECKING:
     from timm_transfusion.similarity.gabor import GaborScores
+
+
+class NoFilterError(TransfusionError, ValueError):
+    """The model has no first-layer convolution over 3 input channels to draw."""
 
 
 def first_conv_weight(model: torch.nn.Module) -> torch.Tensor:
@@ -28,7 +32,7 @@ def first_conv_weight(model: torch.nn.Module) -> torch.Tensor:
     for tensor in state.values():
         if tensor.ndim == 4 and tensor.shape[1] == 3:
             return tensor.detach().float().cpu()
-    raise ValueError(f"{type(model).__name__} has no conv weight over 3 input channels")
+    raise NoFilterError(f"{type(model).__name__} has no conv weight over 3 input channels")
 
 
 def grid_columns(count: int) -> int:
@@ -81,7 +85,7 @@ def plot_filters(
     panel_height = PANEL_WIDTH * aspect
     row_height = panel_height + TITLE_HEIGHT
     width, height = 2 * PANEL_WIDTH + 0.3, len(pairs) * row_height + TOP_MARGIN + BOTTOM_MARGIN
-    figure = Figure(figsize=(width, height), dpi=130)
+    figure = new_figure(figsize=(width, height), dpi=130)
     for row, (init, images) in enumerate(mosaics.items()):
         for col, (mosaic, when) in enumerate(zip(images, ("before", "after"), strict=True)):
             left = (0.1 + col * (PANEL_WIDTH + 0.1)) / width
@@ -97,7 +101,4 @@ def plot_filters(
     figure.suptitle(
         title or "First-layer filters (each scaled to its own range)", fontsize=9, y=1 - 0.12 / height
     )
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    return path
+    return save_png(figure, path)

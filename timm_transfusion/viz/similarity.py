@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..files import atomic_path
+from .figures import new_figure, save_png
 
 if TYPE_CHECKING:
     from timm_transfusion.similarity.report import SimilarityReport
@@ -43,12 +43,8 @@ def _plot_layer_profiles(
 ) -> Path:
     """Each line's values (y, 0–1; None left out) against the layers (x, input to output) as a PNG; the
     ``dashed`` lines (e.g. null baselines, in the order of ``lines``) share their solid line's colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 2.0), 3.6), dpi=120)
+    figure = new_figure(figsize=(max(5.0, 0.7 * len(names) + 2.0), 3.6), dpi=120)
+    axes = figure.subplots()
     for label, values in lines.items():
         axes.plot(
             range(len(names)), [float("nan") if v is None else v for v in values], marker="o", label=label
@@ -64,8 +60,4 @@ def _plot_layer_profiles(
     axes.legend(frameon=False)
     axes.set_title(title, fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
-    return path
+    return save_png(figure, path)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from matplotlib.figure import Figure
-
-from ..files import atomic_path
+from .figures import new_figure, save_png
 
 
 def _panel(axes, inits: list[str], values: dict[str, dict[int, float | None]], ylabel: str) -> None:
@@ -38,7 +36,7 @@ def plot_sweep(
     """``areas[init][seed]`` and ``steps[init][seed]`` (inits in sweep order) as a two-panel PNG at ``path``."""
     inits = list(areas)
     panels = 2 if steps and threshold is not None else 1
-    figure = Figure(figsize=(max(5.0, 0.55 * len(inits) + 2.5) * panels, 3.8), dpi=120)
+    figure = new_figure(figsize=(max(5.0, 0.55 * len(inits) + 2.5) * panels, 3.8), dpi=120)
     axes = figure.subplots(1, panels, squeeze=False)[0]
     _panel(axes[0], inits, areas, "area under AUC vs log(step)")
     finite = [v for seeds in areas.values() for v in seeds.values() if v is not None and math.isfinite(v)]
@@ -48,7 +46,4 @@ def plot_sweep(
         _panel(axes[1], inits, steps, f"steps to AUC {threshold:g} (interpolated)")
     figure.suptitle(title or "Transfusion sweep (dots: seeds, bars: mean)", fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    return path
+    return save_png(figure, path)

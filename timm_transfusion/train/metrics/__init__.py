@@ -7,6 +7,7 @@ from pathlib import Path
 import evaluate
 
 from .accuracy import Accuracy
+from .errors import MetricConfigError
 from .roc_auc import RocAuc
 
 METRICS = {"roc_auc": RocAuc, "accuracy": Accuracy}
@@ -16,7 +17,7 @@ METRIC_DIR = Path(__file__).parent
 def load_metric(name: str, *, multilabel: bool = False) -> evaluate.EvaluationModule:
     """An in-memory instance of one of ``METRICS`` for a multiclass (binary included) or multilabel task."""
     if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(METRICS)}")
+        raise MetricConfigError(f"unknown metric {name!r}; choose one of {sorted(METRICS)}")
     return METRICS[name](config_name="multilabel" if multilabel else "multiclass", keep_in_memory=True)
 
 

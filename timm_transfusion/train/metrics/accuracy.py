@@ -11,6 +11,8 @@ import evaluate
 import numpy as np
 from sklearn.metrics import accuracy_score
 
+from .errors import MetricConfigError
+
 # Same inputs as roc_auc, so both compose in evaluate.combine; repeated here because evaluate.load(path)
 # imports each module file on its own.
 _FEATURES = {
@@ -31,7 +33,7 @@ class Accuracy(evaluate.Metric):
 
     def _info(self) -> evaluate.MetricInfo:
         if self.config_name not in _FEATURES:
-            raise ValueError(
+            raise MetricConfigError(
                 f"unknown accuracy config {self.config_name!r}; choose one of {sorted(_FEATURES)}"
             )
         return evaluate.MetricInfo(

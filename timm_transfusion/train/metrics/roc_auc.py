@@ -14,6 +14,8 @@ import evaluate
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from .errors import MetricConfigError
+
 _FEATURES = {
     "multiclass": datasets.Features(
         {"predictions": datasets.List(datasets.Value("float32")), "references": datasets.Value("int64")}
@@ -41,7 +43,7 @@ class RocAuc(evaluate.Metric):
 
     def _info(self) -> evaluate.MetricInfo:
         if self.config_name not in _FEATURES:
-            raise ValueError(
+            raise MetricConfigError(
                 f"unknown roc_auc config {self.config_name!r}; choose one of {sorted(_FEATURES)}"
             )
         return evaluate.MetricInfo(
