@@ -280,18 +280,6 @@ def test_experiment_refuses_a_bad_grid_before_training(tmp_path, capsys, options
     assert not (out / "runs").exists()
 
 
-def test_cross_init_verdict_interval_always_contains_its_estimate():
-    """Resampling images shifts CCA values, so a percentile interval can miss its estimate; the verdict's does not."""
-    from timm_transfusion.train.paper_analyses import joined_interval
-    from timm_transfusion.train.stats import Interval
-
-    shifted = joined_interval(Interval(-0.038, -0.014, -0.000))
-    assert shifted.low == pytest.approx(-0.076) and shifted.high == pytest.approx(0.0)
-    assert shifted.contains(-0.038)
-    centred = joined_interval(Interval(0.5, 0.4, 0.6))
-    assert (centred.low, centred.high) == pytest.approx((0.4, 0.6))
-
-
 def test_models_axis_gives_each_model_its_cells_tables_and_findings(tmp_path):
     base = TrainConfig(model="mobilenetv1_025", dataset="synthetic:fundus", output=str(tmp_path))
     cells = expand_grid(

@@ -16,7 +16,6 @@ from .analyses import gabor_difference, gabor_table, scale_intervals, write_gabo
 from .analysis import InitRuns
 from .cross_init import cross_init_similarity, cross_init_table, write_cross_init
 from .findings import Finding, judge
-from .stats import Interval
 
 SIMILARITY_MARGIN = 0.05  # "about as similar": within ±0.05 PWCCA of the seed baseline
 
@@ -24,20 +23,6 @@ CROSS_CLAIM = "Pretrained and random converge to similar higher-layer representa
 CROSS_STATISTIC = "PWCCA(pretrained, random) − PWCCA(random seed s, seed t), highest layer with a value"
 GABOR_CLAIM = "Gabor-like first-layer filters appear only with pretraining"
 GABOR_STATISTIC = "Gabor score of first-layer filters after fine-tuning, pretrained − random"
-
-
-def joined_interval(interval: Interval) -> Interval:
-    """The percentile interval joined with the basic (reflected) one, 2·estimate − [high, low].
-
-    Resampling images repeats some of them, which shifts CCA-family values, so a percentile interval can
-    miss its own estimate; the reflected interval corrects a shift of that kind. Not knowing which is right
-    here, the verdict uses both: the join always contains the estimate.
-    """
-    low = min(interval.low, 2 * interval.estimate - interval.high)
-    high = max(interval.high, 2 * interval.estimate - interval.low)
-    return Interval(
-        interval.estimate, low, high, interval.level, interval.method + ", joined with its reflection"
-    )
 
 
 def cross_init_section(
@@ -63,7 +48,7 @@ def cross_init_section(
     finding = judge(
         CROSS_CLAIM,
         CROSS_STATISTIC + (f" ({top.layer})" if top else ""),
-        None if top is None else joined_interval(top.difference),
+        None if top is None else top.difference,
         "equivalent",
         margin=SIMILARITY_MARGIN,
         missing="no layer with enough datapoints for PWCCA",
