@@ -150,7 +150,8 @@ ALLOWED = {
         "(root)",
     },
     "hub": {"errors", "files", "source_kind", "run_folder", "viz", "models", "init", "similarity", "(root)"},
-    "cli": {"errors", "models", "train", "similarity", "hub", "(root)"},
+    "cli_checks": {"errors", "source_kind", "data", "similarity", "train", "(root)"},
+    "cli": {"errors", "models", "train", "similarity", "hub", "cli_checks", "(root)"},
 }
 
 

@@ -269,7 +269,7 @@ def _run_experiment(args: argparse.Namespace) -> int:
     except NoIntactCheckpointError as err:  # a fault, not a user mistake: one line, exit 1
         print(f"transfusion experiment: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as err:  # TrainingInterrupted names the step; rerunning resumes every cell
+    except KeyboardInterrupt as err:  # the loop's interrupt names the step; rerunning resumes every cell
         print(f"{err or 'interrupted'}; rerun the same command to continue the grid", file=sys.stderr)
         return 130
     print(f"report: {paths['results.md']}")
