@@ -14,6 +14,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from timm_transfusion.train.grid import Plan, PlanCell
 
 
 def _run_inits(args: argparse.Namespace) -> int:
@@ -32,7 +36,8 @@ def _add_inits(subparsers: argparse._SubParsersAction) -> None:
 def _run_models(args: argparse.Namespace) -> int:
     import torch
 
-    from timm_transfusion.models.costs import costs_table, model_costs, plugin_models
+    from timm_transfusion.models.costs import costs_table, model_costs
+    from timm_transfusion.models.origin import plugin_models
     from timm_transfusion.models.slim import SLIM_VARIANTS
 
     names = args.models.split(",") if args.models else plugin_models()
@@ -259,27 +264,95 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_train)
 
 
-def _run_experiment(args: argparse.Namespace) -> int:
-    from timm_transfusion.train import NoIntactCheckpointError, config_from_args
-    from timm_transfusion.train.experiment import run_experiment
+EXPERIMENT_VERBS = ("plan", "run", "report")
+
+
+def _plan_from_args(args: argparse.Namespace) -> Plan:
+    from timm_transfusion.train import config_from_args
+    from timm_transfusion.train.grid import build_plan, check_plan, write_plan
 
     inits = [name.strip() for name in args.inits.split(",") if name.strip()]
+    seeds = list(range(args.seeds)) if args.seeds >= 1 else []
+    plan = build_plan(args.output, config_from_args(args), inits=inits, seeds=seeds, source=args.source)
+    check_plan(plan)
+    outcome = write_plan(plan, overwrite=args.overwrite)
+    print(f"plan: {plan.folder / 'plan.json'} ({outcome}): {len(plan.cells)} cells")
+    return plan
+
+
+def _run_cells(plan: Plan, cells: list[PlanCell], args: argparse.Namespace) -> int:
+    from timm_transfusion.train.workers import run_cells
+
     try:
-        paths = run_experiment(config_from_args(args), inits=inits, seeds=args.seeds, source=args.source)
-    except NoIntactCheckpointError as err:  # a fault, not a user mistake: one line, exit 1
-        print(f"transfusion experiment: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as err:  # the loop's interrupt names the step; rerunning resumes every cell
-        print(f"{err or 'interrupted'}; rerun the same command to continue the grid", file=sys.stderr)
+        result = run_cells(
+            plan,
+            cells,
+            jobs=args.jobs,
+            launcher=args.launcher,
+            stale_after=args.stale_after,
+            progress=args.progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            "transfusion experiment: interrupted; running cells stopped, their locks freed", file=sys.stderr
+        )
         return 130
-    print(f"report: {paths['results.md']}")
+    except OSError as err:
+        print(
+            f"transfusion experiment: error: cannot start a cell ({err}); check --launcher", file=sys.stderr
+        )
+        return 2
+    print(
+        f"worker: {len(result.trained)} trained, {len(result.already_finished)} already finished, "
+        f"{len(result.held_elsewhere)} held by other workers, {len(result.failed)} failed"
+    )
+    if result.failed:
+        print(f"failed cells: {', '.join(result.failed)} (logs in {plan.folder / 'cells'})", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _report(plan: Plan, args: argparse.Namespace) -> int:
+    from timm_transfusion.train.grid_report import report_grid, status_lines
+
+    states, paths = report_grid(plan, stale_after=args.stale_after)
+    print("\n".join(status_lines(states)))
+    print(f"report: {paths['results.md']}" if paths else "report: no cell has finished yet")
     return 0
 
 
-def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
+def _run_experiment(args: argparse.Namespace) -> int:
+    """No verb: plan + run every cell + report, so one command still does the whole grid."""
+    plan = _plan_from_args(args)
+    code = _run_cells(plan, list(plan.cells), args)
+    return _report(plan, args) or code
+
+
+def _run_experiment_plan(args: argparse.Namespace) -> int:
+    _plan_from_args(args)
+    return 0
+
+
+def _run_experiment_run(args: argparse.Namespace) -> int:
+    from timm_transfusion.train.grid import load_plan, parse_shard, select_cells, shard_from_slurm
+
+    plan = load_plan(args.experiment)
+    shard = parse_shard(args.shard) if args.shard else None
+    if shard is None and args.cell is None:
+        shard = shard_from_slurm()
+        if shard is not None:
+            print(f"Slurm array task: shard {shard[0]}/{shard[1]}")
+    return _run_cells(plan, select_cells(plan, cell=args.cell, shard=shard), args)
+
+
+def _run_experiment_report(args: argparse.Namespace) -> int:
+    from timm_transfusion.train.grid import load_plan
+
+    return _report(load_plan(args.experiment), args)
+
+
+def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     from timm_transfusion.train import add_train_arguments
 
-    parser = subparsers.add_parser("experiment", help="the paper's grid: inits x seeds, results + plots")
     add_train_arguments(parser, grid=True)
     parser.add_argument(
         "--source", help="source weights for every init but random (timm name, file, local-dir:)"
@@ -290,7 +363,78 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated init names",
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per init")
+
+
+def _add_worker_arguments(parser: argparse.ArgumentParser, *, stale_only: bool = False) -> None:
+    from timm_transfusion.train.cell_lock import DEFAULT_STALE_AFTER
+
+    parser.add_argument(
+        "--stale-after",
+        type=float,
+        default=DEFAULT_STALE_AFTER,
+        metavar="S",
+        help=f"a lock without heartbeat for S seconds is stale (default {DEFAULT_STALE_AFTER:.0f})",
+    )
+    if stale_only:
+        return
+    parser.add_argument("--jobs", type=int, default=1, help="cells at once, each its own process and GPU")
+    parser.add_argument(
+        "--launcher",
+        metavar="CMD",
+        help='run each cell under a launcher, e.g. "accelerate launch --num_processes 8" or "torchrun '
+        '--nproc_per_node 8" (it gets -m timm_transfusion.train.cell EXP I)',
+    )
+
+
+def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "experiment",
+        help="the paper's grid: inits x seeds, results + plots (verbs: plan | run | report)",
+        description="Without a verb: plan the grid, run every cell (each its own process), write the report. "
+        "`transfusion experiment plan|run|report --help` for the steps.",
+    )
+    _add_grid_arguments(parser)
+    _add_worker_arguments(parser)
     parser.set_defaults(handler=_run_experiment)
+
+
+def build_experiment_parser() -> argparse.ArgumentParser:
+    """`transfusion experiment plan|run|report`: `main` sends `experiment VERB ...` here, so the verb-less
+    `transfusion experiment --model ...` keeps its required grid options."""
+    parser = argparse.ArgumentParser(prog="transfusion experiment")
+    parser.set_defaults(command="experiment")
+    subparsers = parser.add_subparsers(required=True, metavar="VERB")
+    plan = subparsers.add_parser(
+        "plan",
+        help="write the grid as EXP/plan.json",
+        description="Write the grid as EXP/plan.json (one entry per cell: run folder and train config).",
+    )
+    _add_grid_arguments(plan)
+    plan.set_defaults(handler=_run_experiment_plan)
+
+    run = subparsers.add_parser(
+        "run",
+        help="run cells of a plan (--cell, --shard, --jobs, --launcher)",
+        description="Run cells of a plan, each in its own process; finished cells are skipped, cells another "
+        "worker holds are left to it. Under a Slurm job array the shard comes from SLURM_ARRAY_TASK_ID/COUNT.",
+    )
+    run.add_argument("experiment", metavar="EXP", help="folder holding plan.json")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--cell", metavar="I", help="one cell, by index or name")
+    which.add_argument("--shard", metavar="I/N", help="every N-th cell from I (0-based)")
+    _add_worker_arguments(run)
+    run.add_argument("--no-progress", dest="progress", action="store_false")
+    run.set_defaults(handler=_run_experiment_run)
+
+    report = subparsers.add_parser(
+        "report",
+        help="report the finished cells; list missing and failed ones",
+        description="Report the finished cells and list the missing, running and failed ones (any time).",
+    )
+    report.add_argument("experiment", metavar="EXP", help="folder holding plan.json")
+    _add_worker_arguments(report, stale_only=True)
+    report.set_defaults(handler=_run_experiment_report)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,7 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; exit codes as in the module docstring (argparse itself exits 2 on bad usage)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["experiment"] and argv[1:2] and argv[1] in EXPERIMENT_VERBS:
+        args = build_experiment_parser().parse_args(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     from timm_transfusion.errors import TransfusionError
 
     try:

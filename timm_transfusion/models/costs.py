@@ -26,7 +26,6 @@ __all__ = [
     "count_parameters",
     "measure_throughput",
     "model_costs",
-    "plugin_models",
 ]
 
 
@@ -110,15 +109,6 @@ def model_costs(name: str, *, img_size: int = 224, measure: bool = True, **throu
         params=count_parameters(model),
         macs=count_macs(name, img_size=img_size),
         throughput=throughput,
-    )
-
-
-def plugin_models() -> list[str]:
-    """The architectures this plugin registers with timm (CBR family, mobilenetv1_025, slim hybrids)."""
-    return sorted(
-        name
-        for name in timm.list_models()
-        if timm.models.model_entrypoint(name).__module__.startswith("timm_transfusion")
     )
 
 

@@ -18,6 +18,12 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models.efficientnet import EfficientNet
 
 from .._timm import _create_effnet, _gen_mobilenet_v1, decode_arch_def
+from ..errors import TransfusionError
+
+
+class ChannelsError(TransfusionError, ValueError):
+    """A MobileNet-V1 variant was given a width list of the wrong length."""
+
 
 STEM_WIDTH = 8
 DEFAULT_CHANNELS = (16, 32, 64, 128, 256)
@@ -45,7 +51,7 @@ default_cfgs = generate_default_cfgs(
 def _create_with_channels(variant: str, channels: Sequence[int], pretrained: bool, **kwargs) -> EfficientNet:
     """MobileNet-V1 ×0.25 (8-channel stem, ReLU) with the given output width for each block group."""
     if len(channels) != len(_STAGES):
-        raise ValueError(
+        raise ChannelsError(
             f"channels={tuple(channels)} must give {len(_STAGES)} widths, one per block group of MobileNet-V1"
         )
     arch_def = [[f"dsa_r{n}_k3_s{s}_c{c}"] for (n, s), c in zip(_STAGES, channels, strict=False)]

@@ -32,6 +32,7 @@ from timm.models import generate_default_cfgs, register_model, resolve_pretraine
 from timm.models.resnet import ResNet
 from torch import nn
 
+from ..errors import TransfusionError
 from .cbr import CBR
 
 __all__ = [
@@ -62,7 +63,7 @@ _DATA_FIELDS = (
 )
 
 
-class SlimError(ValueError):
+class SlimError(TransfusionError, ValueError):
     """A slim hybrid was asked for with an unsupported base, `reuse` or `width`."""
 
 

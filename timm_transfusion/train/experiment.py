@@ -12,7 +12,7 @@ import copy
 import csv
 import io
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,8 @@ from .loop import train
 from .model import create_model
 from .preflight import check_cells
 from .representations import change_table, eval_images, representation_change, write_representation_change
+
+REPORT_FILES = ("results.md", "results.csv", "convergence.png", "filters.png", "representations.png")
 
 
 def run_name(init: str, seed: int) -> str:
@@ -49,29 +51,36 @@ def check_grid(inits: list[str], seeds: list[int], source: str | None) -> None:
         raise TrainConfigError(f"--source {source!r} does not exist")
 
 
-def run_grid(
-    base: TrainConfig, *, inits: list[str], seeds: list[int], source: str | None
-) -> dict[str, list[dict]]:
-    """Train every (init, seed) into ``base.output/runs``; returns the summaries grouped by init."""
-    check_grid(inits, seeds, source)
-    cells = {
-        (init, seed): replace(
-            base,
-            init=init,
-            init_source=source if resolve_init(init)[0].needs_source else None,
-            seed=seed,
-            init_seed=seed,
-            output=str(Path(base.output) / "runs" / run_name(init, seed)),
-            resume=True,
-        )
-        for init in inits
-        for seed in seeds
-    }
-    check_cells(list(cells.values()))  # the whole grid, before the first cell trains
-    summaries: dict[str, list[dict]] = {}
-    for (init, _), config in cells.items():
-        summaries.setdefault(init, []).append(train(config))
-    return summaries
+@dataclass(frozen=True)
+class Cell:
+    """One training of the grid: its name (unique in the grid), run folder and complete configuration."""
+
+    name: str
+    folder: Path
+    config: TrainConfig
+
+
+def expand_grid(
+    base: TrainConfig, *, inits: list[str], seeds: int | list[int], source: str | None
+) -> list[Cell]:
+    """Every (init, seed) as a Cell under ``base.output/runs``, in training order; checks the grid first."""
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    check_grid(inits, seed_list, source)
+    cells = []
+    for init in inits:
+        for seed in seed_list:
+            folder = Path(base.output) / "runs" / run_name(init, seed)
+            config = replace(
+                base,
+                init=init,
+                init_source=source if resolve_init(init)[0].needs_source else None,
+                seed=seed,
+                init_seed=seed,
+                output=str(folder),
+                resume=True,
+            )
+            cells.append(Cell(run_name(init, seed), folder, config))
+    return cells
 
 
 def _mean_steps(values: list[int | None]) -> float | None:
@@ -206,33 +215,59 @@ def init_effects(
     return filters, changes
 
 
-def run_experiment(
-    base: TrainConfig, *, inits: list[str], seeds: int | list[int], source: str | None
-) -> dict[str, Path]:
-    """Run the grid and write the report; returns the paths of results.md/.csv, convergence.png, filters.png."""
-    from accelerate import PartialState
-
+def write_report(base: TrainConfig, cells: list[Cell], *, source: str | None) -> dict[str, Path]:
+    """The report of the finished ``cells`` (summary.json present; a grid in progress may lack some) into
+    ``base.output``: results.md/.csv, convergence.png, and for the inits whose first seed has finished,
+    filters.png and representations.*. Returns the report's paths."""
     from ..viz.convergence import plot_convergence
     from ..viz.filters import plot_filters
 
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     folder = Path(base.output)
-    summaries = run_grid(base, inits=inits, seeds=seed_list, source=source)
-    names = ("results.md", "results.csv", "convergence.png", "filters.png", "representations.png")
-    paths = {name: folder / name for name in names}
+    finished = [c for c in cells if (c.folder / "summary.json").is_file()]
+    summaries: dict[str, dict[int, dict]] = {}
+    for cell in finished:
+        summary = json.loads((cell.folder / "summary.json").read_text())
+        summaries.setdefault(cell.config.init, {})[cell.config.seed] = summary
+    if not summaries:
+        return {}
+    inits = list(summaries)
+    first_seed = min(seed for runs in summaries.values() for seed in runs)
+    complete = [init for init in inits if first_seed in summaries[init]]
+    with torch.random.fork_rng(devices=[]):  # rebuilding the inits must not move the caller's RNG
+        filters, changes = init_effects(base, complete, first_seed, source)
+    write_representation_change(folder, changes)
+    grouped = {init: [summaries[init][seed] for seed in sorted(summaries[init])] for init in inits}
+    write_results(folder, grouped, base.auc_thresholds, base=base, source=source, changes=changes)
+    curves = {
+        init: [
+            read_jsonl(folder / "runs" / run_name(init, s) / "metrics.jsonl") for s in sorted(summaries[init])
+        ]
+        for init in inits
+    }
+    title = f"{base.model} on {base.dataset}"
+    plot_convergence(curves, folder / "convergence.png", thresholds=base.auc_thresholds, title=title)
+    plot_filters(
+        filters, folder / "filters.png", title=f"First-layer filters, {base.model} (seed {first_seed})"
+    )
+    return report_paths(folder)
+
+
+def report_paths(folder: Path) -> dict[str, Path]:
+    return {name: folder / name for name in REPORT_FILES}
+
+
+def run_experiment(
+    base: TrainConfig, *, inits: list[str], seeds: int | list[int], source: str | None
+) -> dict[str, Path]:
+    """Train every cell in this process, one after the other, then write the report; returns its paths.
+    (``transfusion experiment`` runs each cell in its own process instead: ``grid.py``, ``workers.py``.)"""
+    from accelerate import PartialState
+
+    cells = expand_grid(base, inits=inits, seeds=seeds, source=source)
+    check_cells([cell.config for cell in cells])  # the whole grid, before the first cell trains
+    for cell in cells:
+        train(cell.config)
     if PartialState().is_main_process:
-        with torch.random.fork_rng(devices=[]):  # rebuilding the inits must not move the caller's RNG
-            filters, changes = init_effects(base, inits, seed_list[0], source)
-        write_representation_change(folder, changes)
-        write_results(folder, summaries, base.auc_thresholds, base=base, source=source, changes=changes)
-        curves = {
-            init: [read_jsonl(folder / "runs" / run_name(init, s) / "metrics.jsonl") for s in seed_list]
-            for init in inits
-        }
-        title = f"{base.model} on {base.dataset}"
-        plot_convergence(curves, paths["convergence.png"], thresholds=base.auc_thresholds, title=title)
-        plot_filters(
-            filters, paths["filters.png"], title=f"First-layer filters, {base.model} (seed {seed_list[0]})"
-        )
+        write_report(base, cells, source=source)
     PartialState().wait_for_everyone()
-    return paths
+    return report_paths(Path(base.output))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, PartialState
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, is_initialized
 from accelerate.utils import GradientAccumulationPlugin, is_tensorboard_available
 from datasets import Dataset
 from timm.optim import create_optimizer_v2
@@ -37,7 +37,7 @@ from ..data import (
 )
 from ..files import default_file_mode
 from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_atomic, write_jsonl_atomic
-from .config import TrainConfig
+from .config import TrainConfig, TrainConfigError
 from .convergence import TrainHistory, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
 from .faults import NoIntactCheckpointError
@@ -155,12 +155,7 @@ def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> 
 
 
 def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
-    """Step 2: Accelerator, data, optimizer and scheduler, prepared together.
-
-    One process may run several trainings (an experiment grid), each with its own precision; the process group
-    (PartialState) is kept.
-    """
-    AcceleratorState._reset_state(reset_partial_state=False)
+    """Step 2: Accelerator, data, optimizer and scheduler, prepared together."""
     accelerator = Accelerator(
         cpu=_multi_cpu(),
         mixed_precision=config.mixed_precision,
@@ -424,8 +419,25 @@ def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions
     return summary
 
 
+def _check_process_reusable(config: TrainConfig) -> None:
+    """accelerate fixes the precision once per process (its AcceleratorState); a later run in the same process
+    may only use the same one. Grids run each cell in its own process (``transfusion experiment run``)."""
+    if is_initialized() and AcceleratorState().mixed_precision != config.mixed_precision:
+        raise TrainConfigError(
+            f"--mixed-precision {config.mixed_precision!r}: this process already trained with "
+            f"{AcceleratorState().mixed_precision!r}, and accelerate sets the precision once per process; "
+            "run each training in its own process (`transfusion train`, or `transfusion experiment run` "
+            "for a grid)"
+        )
+
+
 def train(config: TrainConfig) -> dict:
-    """Fine-tune ``config.model`` on ``config.dataset``; returns the run's summary (also in summary.json)."""
+    """Fine-tune ``config.model`` on ``config.dataset``; returns the run's summary (also in summary.json).
+
+    Meant to run once per process (each grid cell is its own process); a later call in the same process
+    works when it keeps the precision, and is refused with a clear error when it does not.
+    """
+    _check_process_reusable(config)
     state = PartialState(cpu=_multi_cpu())
     inputs = _check_inputs(config, state)
     if isinstance(inputs, dict):  # this run already finished: its summary
