@@ -343,6 +343,14 @@ CASES: list[Case] = [
         r"(?i)source.*(match|missing|unexpected|shape)",
         setup=_source_weights,
     ),
+    Case("experiment --jobs 0", EXPERIMENT, "--jobs 0", r"--jobs must be >= 1, got 0"),
+    Case("experiment --stale-after -1", EXPERIMENT, "--stale-after -1", r"--stale-after must be > 0 seconds"),
+    Case(
+        "experiment --launcher nosuchlauncher",
+        EXPERIMENT,
+        "--launcher nosuchlauncher",
+        r"--launcher 'nosuchlauncher': 'nosuchlauncher' is not a command on PATH",
+    ),
     # cca: both models, the dataset and --out are checked before any model loads
     Case(
         "cca runs/absent MODEL",

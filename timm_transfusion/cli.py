@@ -327,6 +327,9 @@ def _report(plan: Plan, args: argparse.Namespace) -> int:
 
 def _run_experiment(args: argparse.Namespace) -> int:
     """No verb: plan + run every cell + report, so one command still does the whole grid."""
+    from timm_transfusion.cli_checks import check_workers
+
+    check_workers(args)
     plan = _plan_from_args(args)
     if args.report_only:
         return _report(plan, args)
@@ -340,8 +343,10 @@ def _run_experiment_plan(args: argparse.Namespace) -> int:
 
 
 def _run_experiment_run(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_workers
     from timm_transfusion.train.grid import load_plan, parse_shard, select_cells, shard_from_slurm
 
+    check_workers(args)
     plan = load_plan(args.experiment)
     shard = parse_shard(args.shard) if args.shard else None
     if shard is None and args.cell is None:
@@ -352,8 +357,10 @@ def _run_experiment_run(args: argparse.Namespace) -> int:
 
 
 def _run_experiment_report(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_workers
     from timm_transfusion.train.grid import load_plan
 
+    check_workers(args)
     return _report(load_plan(args.experiment), args)
 
 

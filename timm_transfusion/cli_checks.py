@@ -120,3 +120,25 @@ def check_publish(args: argparse.Namespace) -> None:
         raise OptionError(f"--revision {revision!r} is not a valid branch name")
     if getattr(args, "create_pr", False) and revision and revision.startswith("refs/pr/"):
         raise OptionError(f"--create-pr opens a new pull request; it cannot target {revision!r}")
+
+
+def check_workers(args: argparse.Namespace) -> None:
+    """``transfusion experiment [run]``: worker options, before plan.json or any cell is written."""
+    import shlex
+    import shutil
+
+    stale_after = getattr(args, "stale_after", None)
+    if stale_after is not None and not stale_after > 0:
+        raise OptionError(f"--stale-after must be > 0 seconds, got {stale_after}")
+    at_least("--jobs", getattr(args, "jobs", None), 1)
+    launcher = getattr(args, "launcher", None)
+    if launcher is None:
+        return
+    try:
+        words = shlex.split(launcher)
+    except ValueError as error:
+        raise OptionError(f"--launcher {launcher!r} is not a command line: {error}") from error
+    if not words:
+        raise OptionError("--launcher is empty; give a command such as 'accelerate launch --num_processes 8'")
+    if shutil.which(words[0]) is None:
+        raise OptionError(f"--launcher {launcher!r}: {words[0]!r} is not a command on PATH")

@@ -12,7 +12,7 @@ from ..errors import TransfusionError
 from ..files import read_jsonl
 from .config import TrainConfig, TrainConfigError, add_train_arguments, config_from_args
 from .convergence import TrainHistory, steps_to_threshold
-from .faults import NoIntactCheckpointError, TrainingInterrupted
+from .faults import NoIntactCheckpointError
 from .model import ImageSizeError
 from .run_folder import OutputFolderError
 
@@ -27,7 +27,6 @@ __all__ = [
     "TrainConfig",
     "TrainConfigError",
     "TrainHistory",
-    "TrainingInterrupted",
     "add_train_arguments",
     "run_from_args",
     "config_from_args",
@@ -61,7 +60,7 @@ def run_from_args(args: argparse.Namespace, *, prog: str = "error") -> int:
     except TransfusionError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:  # TrainingInterrupted says at which step
+    except KeyboardInterrupt as err:  # the loop's interrupt says at which step and how to continue
         print(
             str(err) or "interrupted before training started; rerun the same command with --resume",
             file=sys.stderr,

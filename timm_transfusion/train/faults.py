@@ -1,12 +1,12 @@
-"""What can stop a training that the user did not get wrong: an interrupt, or checkpoints that cannot be read."""
+"""What can stop a training that the user did not get wrong: checkpoints that cannot be read.
+
+(Ctrl-C stays Python's own ``KeyboardInterrupt``; the loop only adds to its message at which step it stopped
+and how to continue, so no ``except Exception`` anywhere can swallow it.)
+"""
 
 from __future__ import annotations
 
 from ..errors import TransfusionError
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training: says at which step and how to continue (the CLI prints it and exits 130)."""
 
 
 class NoIntactCheckpointError(TransfusionError, RuntimeError):

@@ -40,7 +40,7 @@ from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_a
 from .config import TrainConfig, TrainConfigError
 from .convergence import TrainHistory, best_auc, evaluation_steps, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
-from .faults import NoIntactCheckpointError, TrainingInterrupted
+from .faults import NoIntactCheckpointError
 from .model import check_image_size, create_model
 from .run_folder import (
     all_checkpoints,
@@ -481,8 +481,9 @@ def train(config: TrainConfig) -> dict:
     _resume(config, session, inputs)
     try:
         predictions = _train_steps(config, session, inputs.labels)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(_interrupted_message(config, session.step)) from None
+    except KeyboardInterrupt as interrupt:  # Python's own interrupt, now saying where and how to go on
+        interrupt.args = (_interrupted_message(config, session.step),)
+        raise
     return _export(config, session, inputs, predictions)
 
 
