@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..data import DatasetSpecError, load_dataset_spec
 from ..init.registry import resolve_init
+from ..models.slim import init_conflict
 from ..source_kind import local_path, source_kind
 from .config import TrainConfig, TrainConfigError
 from .loop import train
@@ -141,6 +142,11 @@ def expand_grid(
     for model in model_list:
         model_inits = expand_inits(model, inits)
         check_grid(model_inits, seed_list, source, lr_list)
+        if len(model_list) > 1:  # a slim model next to its full base takes only the inits that fit it
+            skipped = {init: init_conflict(model, init) for init in model_inits if init_conflict(model, init)}
+            for init, reason in skipped.items():
+                print(f"experiment: skipping {model} x {init}: {reason}")
+            model_inits = [init for init in model_inits if init not in skipped]
         for init in model_inits:
             for lr in lr_list:
                 for seed in seed_list:
