@@ -102,12 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", type=Path, help="folder with mobilenetv1_025_imagenet.safetensors + retinamnist.npz"
     )
-    parser.add_argument("--output", type=Path, default=Path("runs/demo"))
+    parser.add_argument(
+        "--output", type=Path, help="default runs/demo, with --quick runs/demo-quick (their settings differ)"
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny version (seconds), for smoke tests")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (small nets at 32 px gain little from more)"
     )
     args = parser.parse_args(argv)
+    args.output = args.output or Path("runs/demo-quick" if args.quick else "runs/demo")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     if args.data is None:

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from safetensors.torch import load_file
 
 from timm_transfusion.hub import (
     MissingTokenError,
+    NothingToPushError,
     PushError,
     ReportFolderError,
     RunFolderError,
@@ -89,8 +91,15 @@ def make_run_folder(path: Path) -> Path:
     return path
 
 
-def make_similarity_report(path: Path) -> Path:
-    SIMILARITY.save(path)
+def similarity_about(run: Path) -> SimilarityReport:
+    """SIMILARITY as `transfusion cca RUN runs/random-seed3` records it: model A is ``run``."""
+    side_a = {"source": str(run), "folder": str(run.resolve()), "random": False, "seed": None}
+    side_b = {"source": SIMILARITY.model_b, "folder": None, "random": False, "seed": None}
+    return replace(SIMILARITY, model_a=str(run), provenance={"a": side_a, "b": side_b})
+
+
+def make_similarity_report(path: Path, run: Path) -> Path:
+    similarity_about(run).save(path)
     return path
 
 
@@ -112,8 +121,8 @@ def run_folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def similarity_report(tmp_path: Path) -> Path:
-    return make_similarity_report(tmp_path / "cca")
+def similarity_report(tmp_path: Path, run_folder: Path) -> Path:
+    return make_similarity_report(tmp_path / "cca", run_folder)
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +282,7 @@ def test_card_body_has_convergence_similarity_usage_and_citation(
         "| stem | 16 | 16 | 4096 | 0.9300 | 0.9700 |" in text
         and "| stages.0 | 24 | 24 | 4096 | 0.8100 | n/a |" in text
     )
-    assert "reused for the lowest 2 block group(s)" in text
+    assert "first k block groups" in text and "(k = 2)" in text
     assert 'timm.create_model("hf-hub:alice/retina", pretrained=True)' in text
     assert "import timm_transfusion" not in text  # stock timm architecture
     assert "@inproceedings{raghu2019transfusion" in text
@@ -314,11 +323,12 @@ def test_plugin_architectures_get_the_plugin_import_in_the_snippet() -> None:
     )
 
 
-def test_init_explanations_are_plain_language() -> None:
-    assert "mean and variance" in explain_init("meanvar")
-    assert "lowest 3 block group(s)" in explain_init("transfusion-3+meanvar") and "Mean Var" in explain_init(
-        "transfusion-3+meanvar"
-    )
+def test_init_explanations_come_from_the_registry() -> None:
+    from timm_transfusion import list_inits
+
+    assert explain_init("meanvar") == list_inits()["meanvar"] + "."
+    assert explain_init("transfusion-3+meanvar") == list_inits()["transfusion-{k}+meanvar"] + " (k = 3)."
+    assert "not registered" in explain_init("no-such-init")
 
 
 def test_folder_without_weights_is_rejected_naming_the_missing_file(tmp_path: Path) -> None:
@@ -389,7 +399,7 @@ def test_load_report_returns_the_pushed_numbers(
     assert report.convergence.steps_to_threshold == {0.7: 40, 0.8: 120, 0.9: None}
     assert report.convergence.curve("auc") == ([40, 80, 120], [0.71, 0.78, 0.8125])
     assert report.train_args["max_steps"] == 120
-    assert report.similarity == SIMILARITY
+    assert report.similarity == similarity_about(run_folder)
     assert report.similarity.value("stages.0", "pwcca") == 0.81
     assert report.experiment is None
 
@@ -617,3 +627,44 @@ def test_cli_card_writes_the_preview(
     assert main(["card", str(run_folder), "--similarity", str(similarity_report)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {run_folder / 'README.md'}"
     assert "## Layer-wise representation similarity" in (run_folder / "README.md").read_text()
+
+
+# -- checks before publishing (issue 16) ----------------------------------------------------------------
+def test_a_report_about_another_model_is_refused_unless_forced(run_folder: Path, tmp_path: Path) -> None:
+    other = make_similarity_report(tmp_path / "other-cca", make_run_folder(tmp_path / "other-run"))
+    with pytest.raises(ReportFolderError, match=r"has model A .*other-run.*, not the run .*--force"):
+        write_card(run_folder, similarity=other)
+    assert not (run_folder / "README.md").exists()
+    text = write_card(run_folder, similarity=other, force=True).read_text()
+    assert "other-run" in text
+
+
+def test_a_report_without_provenance_naming_another_model_is_refused(
+    run_folder: Path, tmp_path: Path
+) -> None:
+    SIMILARITY.save(tmp_path / "old-cca")  # model_a "runs/transfusion-2-seed3", no provenance
+    with pytest.raises(ReportFolderError, match="runs/transfusion-2-seed3"):
+        collect_files(load_run_folder(run_folder), similarity=tmp_path / "old-cca")
+
+
+def test_a_report_whose_model_a_was_random_is_not_about_the_run(run_folder: Path, tmp_path: Path) -> None:
+    report = similarity_about(run_folder)
+    random_a = {**report.provenance, "a": {**report.provenance["a"], "random": True, "seed": 0}}
+    replace(report, provenance=random_a).save(tmp_path / "random-a")
+    with pytest.raises(ReportFolderError, match="--force"):
+        collect_files(load_run_folder(run_folder), similarity=tmp_path / "random-a")
+
+
+def test_create_pr_with_nothing_changed_opens_no_pull_request_and_says_so(
+    hub: LocalHub, hub_env: dict[str, str], run_folder: Path, repo_id: str, capsys: pytest.CaptureFixture
+) -> None:
+    from timm_transfusion.cli import main
+
+    first = push_to_hub(run_folder, repo_id, token=TOKEN)
+    with pytest.raises(NothingToPushError, match="already holds exactly these files; no pull request"):
+        push_to_hub(run_folder, repo_id, token=TOKEN, create_pr=True)
+    assert main(["push", str(run_folder), repo_id, "--create-pr", "--token", TOKEN]) == 1
+    assert "no pull request was opened" in capsys.readouterr().err
+    assert hub.repo(repo_id).pull_requests == {} and hub.repo(repo_id).branches["main"] == first.commit_oid
+    (run_folder / "summary.json").write_text(json.dumps({**SUMMARY, "seed": 99}))
+    assert push_to_hub(run_folder, repo_id, token=TOKEN, create_pr=True).pr_url is not None

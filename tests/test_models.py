@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -25,9 +26,7 @@ CBR_LAYOUTS = {
 def test_cbr_parameter_count_follows_the_documented_layers(name):
     kernel, widths = CBR_LAYOUTS[name]
     channels = (3, *widths)
-    expected = sum(
-        kernel * kernel * c_in * c_out + 2 * c_out for c_in, c_out in zip(channels[:-1], channels[1:])
-    )
+    expected = sum(kernel * kernel * c_in * c_out + 2 * c_out for c_in, c_out in itertools.pairwise(channels))
     expected += widths[-1] * 5 + 5
     model = timm.create_model(name, num_classes=5)
     assert sum(p.numel() for p in model.parameters()) == expected

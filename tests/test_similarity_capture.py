@@ -19,6 +19,7 @@ from timm_transfusion.similarity import (
     SimilarityReport,
     compare,
     default_layers,
+    pipeline,
 )
 from timm_transfusion.similarity.capture import is_channels_last
 from timm_transfusion.similarity.sources import load_model, normalization
@@ -74,7 +75,7 @@ def compare_calls(monkeypatch):
         calls.append({"model_a": model_a, "model_b": model_b, "data": data, **options})
         return _report()
 
-    monkeypatch.setattr(similarity, "compare", spy)
+    monkeypatch.setattr(pipeline, "compare", spy)  # the library function behind `transfusion cca`
     return calls
 
 
@@ -456,8 +457,8 @@ def test_cca_reports_bad_max_positions_in_one_line(tiny_npz, tmp_path, capsys):
         "--no-pretrained",
         "--max-positions",
         "0",
-        out=tmp_path,
+        out=tmp_path / "o",
         dataset=tiny_npz,
     )
     assert main(argv) == 2
-    assert "max_positions must be a positive integer" in capsys.readouterr().err
+    assert "--max-positions must be >= 1, got 0" in capsys.readouterr().err

@@ -220,13 +220,13 @@ def test_cca_command_compares_a_run_folder_with_a_timm_model(retinamnist, tmp_pa
 
 def test_cca_command_reports_a_missing_run_folder(tmp_path, capsys):
     argv = ["cca", f"local-dir:{tmp_path / 'absent'}", "test_resnet", "--dataset", "npz:x.npz", "--out", "o"]
-    assert main(argv) == 1
+    assert main(argv) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_cca_command_reports_a_bad_dataset_in_one_line(tmp_path, capsys):
     argv = ["cca", "test_resnet", "test_resnet", "--no-pretrained", "--dataset", "npz:/absent.npz"]
-    assert main([*argv, "--out", str(tmp_path / "o")]) == 1
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("transfusion cca: error:") and "absent.npz" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
@@ -253,7 +253,7 @@ def test_random_b_compares_a_pretrained_run_with_a_random_init(mobilenet_weights
         "--out",
         str(tmp_path / "o"),
     ]
-    assert main(argv) == 1  # model B alone has no default weights to load
+    assert main(argv) == 2  # model B alone has no default weights to load: a user error
     assert main([*argv, "--random-b"]) == 0
     data = json.loads((tmp_path / "o" / "similarity.json").read_text())
     cka = [layer["values"]["linear_cka"] for layer in data["layers"]]

@@ -86,7 +86,8 @@ def test_run_on_synthetic_with_grad_accumulation(tmp_path):
 
 
 def test_run_on_saved_dataset_via_hf(tmp_path, pneumoniamnist):
-    train_split = load_dataset_spec(f"npz:{pneumoniamnist}", "train").select(range(96))
+    # shuffled: the file's first 96 training images are all pneumonia, a one-class set training refuses
+    train_split = load_dataset_spec(f"npz:{pneumoniamnist}", "train").shuffle(seed=0).select(range(96))
     val_split = load_dataset_spec(f"npz:{pneumoniamnist}", "val").select(range(40))
     datasets.DatasetDict({"train": train_split, "validation": val_split}).save_to_disk(tmp_path / "saved")
     summary = short_run(tmp_path / "run", f"hf:{tmp_path / 'saved'}")

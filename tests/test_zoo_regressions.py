@@ -9,9 +9,9 @@ import warnings
 import pytest
 import timm
 import torch
-from timm.models._manipulate import group_with_matcher
 
 from timm_transfusion import similarity
+from timm_transfusion._timm import group_with_matcher
 from timm_transfusion.init import block_groups
 from timm_transfusion.init.groups import TiedTensorWarning, tied_keys
 from timm_transfusion.init.sampling import mean_std
@@ -58,8 +58,9 @@ def test_meanvar_statistics_of_a_vgg11_fc1_sized_tensor_are_float64_exact_withou
     )
 
 
-def test_per_channel_statistics_match_torch_in_float64():
-    rows = torch.randn(7, 1000, generator=torch.Generator().manual_seed(1)) * 3 + 100
+@pytest.mark.parametrize("shape", [(7, 1000), (7, 1_000_001)], ids=["one block", "merged blocks"])
+def test_per_channel_statistics_match_torch_in_float64(shape):
+    rows = torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 3 + 100
     mean, std = mean_std(rows)
     expected_std, expected_mean = torch.std_mean(rows.double(), dim=1, correction=0)
     torch.testing.assert_close(mean, expected_mean, rtol=1e-12, atol=0)

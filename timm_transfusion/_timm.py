@@ -16,6 +16,10 @@ from timm.models import _registry
 # The pretrained cfg timm gives a ``features_only`` wrapper (classifier and pooling removed).
 from timm.models._builder import pretrained_cfg_for_features
 
+# The EfficientNet block-string decoder: a slim MobileNet sets each block group's width, which timm's MobileNet-V1
+# generator cannot.
+from timm.models._efficientnet_builder import decode_arch_def
+
 # The block index arithmetic of ``forward_intermediates`` (negative indices, ``max_index``); timm's own models
 # use it, and the CBR models follow their API exactly.
 from timm.models._features import feature_take_indices
@@ -24,17 +28,19 @@ from timm.models._features import feature_take_indices
 # public ``group_parameters`` / ``group_modules`` give parameters or modules only, not buffers.
 from timm.models._manipulate import group_with_matcher
 
-# timm's MobileNet-V1 generator: the registered entrypoints fix width >= 1.0 and ReLU6; mobilenetv1_025 needs
-# width 0.25 with ReLU and the same block definitions.
-from timm.models.efficientnet import _gen_mobilenet_v1
+# timm's MobileNet-V1 generator (the registered entrypoints fix width >= 1.0 and ReLU6; mobilenetv1_025 needs width
+# 0.25 with ReLU and the same block definitions) and the EfficientNet builder the slim variants hand decoded blocks.
+from timm.models.efficientnet import _create_effnet, _gen_mobilenet_v1
 
 __all__ = [
+    "decode_arch_def",
     "drop_model_args",
     "entrypoint_table",
     "feature_take_indices",
     "group_with_matcher",
     "pretrained_cfg_for_features",
     "set_entrypoint_table",
+    "_create_effnet",
     "_gen_mobilenet_v1",
 ]
 

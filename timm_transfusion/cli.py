@@ -1,8 +1,10 @@
 """The `transfusion` command: a thin layer that parses arguments and calls the library.
 
 Exit codes, the same for every subcommand: 0 success; 2 a user error (bad arguments, or any
-`TransfusionError`: one line on stderr saying what to change); 1 anything else (a traceback: a bug or an
-environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
+`TransfusionError`: one line on stderr saying what to change; every option is checked before anything
+is written, see `cli_checks`); 130 Ctrl-C (train says at which step and how to resume); 1 a fault said in
+one line (no intact checkpoint to resume, a pull request with nothing to review) or anything else (a
+traceback: a bug or an environment failure such as CUDA out of memory, never dressed up as a user error). `--help` and `inits` load
 neither accelerate, datasets nor evaluate.
 """
 
@@ -12,6 +14,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from timm_transfusion.train.grid import Plan, PlanCell
 
 
 def _run_inits(args: argparse.Namespace) -> int:
@@ -27,18 +33,79 @@ def _add_inits(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_inits)
 
 
+def _run_models(args: argparse.Namespace) -> int:
+    import torch
+
+    from timm_transfusion.models.costs import costs_table, model_costs
+    from timm_transfusion.models.origin import plugin_models
+    from timm_transfusion.models.slim import SLIM_VARIANTS
+
+    names = args.models.split(",") if args.models else plugin_models()
+    unknown = [name for name in names if not _is_model(name)]
+    if unknown:
+        print(
+            f"transfusion models: error: unknown model {unknown[0]!r}; see timm.list_models()",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.costs:
+        for name in names:
+            spec = SLIM_VARIANTS.get(name)
+            detail = f"slim: {spec.base}, reuse {spec.reuse}, width {spec.width:g}" if spec else ""
+            print(f"{name:28s} {detail}".rstrip())
+        return 0
+    torch.set_num_threads(args.threads)
+    options = dict(batch_size=args.batch_size, rounds=args.rounds)
+    costs = [
+        model_costs(name, img_size=args.img_size, measure=not args.no_measure, **options) for name in names
+    ]
+    print(costs_table(costs))
+    return 0
+
+
+def _is_model(name: str) -> bool:
+    import timm
+
+    import timm_transfusion  # noqa: F401  (registers the plugin's models)
+
+    return timm.is_model(name)
+
+
+def _add_models(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list the plugin's models; --costs: params, GMACs, images/s"
+    )
+    parser.add_argument("--models", help="comma-separated timm names (default: every plugin model)")
+    parser.add_argument("--costs", action="store_true", help="print a cost table (markdown)")
+    parser.add_argument("--img-size", type=int, default=224, help="input size for GMACs and images/s")
+    parser.add_argument("--no-measure", action="store_true", help="count only; do not time images/s")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch size for timing (default 8)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per model (default 5)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for timing (default 1)")
+    parser.set_defaults(handler=_run_models)
+
+
 def _run_card(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_publish
     from timm_transfusion.hub import write_card
 
+    check_publish(args)
     path = write_card(
         args.run_dir,
         similarity=args.similarity,
         experiment=args.experiment,
         repo_id=args.repo_id,
         license=args.license,
+        force=args.force,
     )
     print(f"wrote {path}")
     return 0
+
+
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force", action="store_true", help="accept a similarity report whose model A is not this run"
+    )
 
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
@@ -48,24 +115,32 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--repo-id", metavar="USER/REPO", help="repo named in the card's usage snippet")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_card)
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from timm_transfusion.hub import push_to_hub
+    from timm_transfusion.cli_checks import check_publish
+    from timm_transfusion.hub import NothingToPushError, push_to_hub
 
-    result = push_to_hub(
-        args.run_dir,
-        args.repo_id,
-        private=args.private,
-        revision=args.revision,
-        create_pr=args.create_pr,
-        token=args.token,
-        commit_message=args.message,
-        similarity=args.similarity,
-        experiment=args.experiment,
-        license=args.license,
-    )
+    check_publish(args)
+    try:
+        result = push_to_hub(
+            args.run_dir,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            create_pr=args.create_pr,
+            token=args.token,
+            commit_message=args.message,
+            similarity=args.similarity,
+            experiment=args.experiment,
+            license=args.license,
+            force=args.force,
+        )
+    except NothingToPushError as err:  # not a mistake, but no pull request either: say so, exit 1
+        print(f"transfusion push: {err}", file=sys.stderr)
+        return 1
     print(result.pr_url or result.commit_url)
     return 0
 
@@ -82,13 +157,16 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--similarity", metavar="DIR", help="similarity report (`transfusion cca --out DIR`)")
     parser.add_argument("--experiment", metavar="DIR", help="experiment folder the run belongs to")
     parser.add_argument("--license", default="apache-2.0", help="license of the weights (default apache-2.0)")
+    _add_force(parser)
     parser.set_defaults(handler=_run_push)
 
 
 def _run_cca(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_cca
     from timm_transfusion.similarity.pipeline import compare_sources
     from timm_transfusion.similarity.report import REPORT_FILES
 
+    check_cca(args)
     report = compare_sources(
         args.model_a,
         args.model_b,
@@ -190,35 +268,107 @@ def _names(text: str | None) -> list[str]:
     return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
-def _run_experiment(args: argparse.Namespace) -> int:
-    from timm_transfusion.train import config_from_args
-    from timm_transfusion.train.experiment import expand_grid, run_experiment, write_report
+EXPERIMENT_VERBS = ("plan", "run", "report")
 
-    grid = {
-        "inits": _names(args.inits),
-        "seeds": args.seeds,
-        "source": args.source,
-        "models": _names(args.models) or None,
-        "lrs": args.lr_grid or None,
-    }
-    base = config_from_args(args)
-    if args.report_only:
-        paths = write_report(
-            base, expand_grid(base, **grid), source=args.source, cross_init=not args.no_cross_init
+
+def _plan_from_args(args: argparse.Namespace) -> Plan:
+    from timm_transfusion.train import config_from_args
+    from timm_transfusion.train.grid import build_plan, check_plan, write_plan
+
+    seeds = list(range(args.seeds)) if args.seeds >= 1 else []
+    axes = {"inits": _names(args.inits), "seeds": seeds, "source": args.source}
+    axes.update({"models": _names(args.models) or None, "lrs": args.lr_grid or None})
+    plan = build_plan(args.output, config_from_args(args), **axes)
+    check_plan(plan)
+    outcome = write_plan(plan, overwrite=args.overwrite)
+    print(f"plan: {plan.folder / 'plan.json'} ({outcome}): {len(plan.cells)} cells")
+    return plan
+
+
+def _run_cells(plan: Plan, cells: list[PlanCell], args: argparse.Namespace) -> int:
+    from timm_transfusion.train.workers import run_cells
+
+    try:
+        result = run_cells(
+            plan,
+            cells,
+            jobs=args.jobs,
+            launcher=args.launcher,
+            stale_after=args.stale_after,
+            progress=args.progress,
         )
-    else:
-        paths = run_experiment(base, **grid)
-    print(f"report: {paths['results.md']}")
+    except KeyboardInterrupt:
+        print(
+            "transfusion experiment: interrupted; running cells stopped, their locks freed", file=sys.stderr
+        )
+        return 130
+    except OSError as err:
+        print(
+            f"transfusion experiment: error: cannot start a cell ({err}); check --launcher", file=sys.stderr
+        )
+        return 2
+    print(
+        f"worker: {len(result.trained)} trained, {len(result.already_finished)} already finished, "
+        f"{len(result.held_elsewhere)} held by other workers, {len(result.failed)} failed"
+    )
+    if result.failed:
+        print(f"failed cells: {', '.join(result.failed)} (logs in {plan.folder / 'cells'})", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _report(plan: Plan, args: argparse.Namespace) -> int:
+    from timm_transfusion.train.grid_report import report_grid, status_lines
+
+    cross_init = not getattr(args, "no_cross_init", False)
+    states, paths = report_grid(plan, stale_after=args.stale_after, cross_init=cross_init)
+    print("\n".join(status_lines(states)))
+    print(f"report: {paths['results.md']}" if paths else "report: no cell has finished yet")
     return 0
 
 
-def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
+def _run_experiment(args: argparse.Namespace) -> int:
+    """No verb: plan + run every cell + report, so one command still does the whole grid."""
+    from timm_transfusion.cli_checks import check_workers
+
+    check_workers(args)
+    plan = _plan_from_args(args)
+    if args.report_only:
+        return _report(plan, args)
+    code = _run_cells(plan, list(plan.cells), args)
+    return _report(plan, args) or code
+
+
+def _run_experiment_plan(args: argparse.Namespace) -> int:
+    _plan_from_args(args)
+    return 0
+
+
+def _run_experiment_run(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_workers
+    from timm_transfusion.train.grid import load_plan, parse_shard, select_cells, shard_from_slurm
+
+    check_workers(args)
+    plan = load_plan(args.experiment)
+    shard = parse_shard(args.shard) if args.shard else None
+    if shard is None and args.cell is None:
+        shard = shard_from_slurm()
+        if shard is not None:
+            print(f"Slurm array task: shard {shard[0]}/{shard[1]}")
+    return _run_cells(plan, select_cells(plan, cell=args.cell, shard=shard), args)
+
+
+def _run_experiment_report(args: argparse.Namespace) -> int:
+    from timm_transfusion.cli_checks import check_workers
+    from timm_transfusion.train.grid import load_plan
+
+    check_workers(args)
+    return _report(load_plan(args.experiment), args)
+
+
+def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     from timm_transfusion.train import add_train_arguments
     from timm_transfusion.train.config import float_list
 
-    parser = subparsers.add_parser(
-        "experiment", help="the paper's grid: models x inits x lrs x seeds, findings + tables + plots"
-    )
     add_train_arguments(parser, grid=True)
     parser.add_argument(
         "--source", help="source weights for every init but random (timm name, file, local-dir:)"
@@ -238,10 +388,42 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="learning rates, e.g. 3e-4,1e-3,3e-3: each init gets the one best on --select-split",
     )
+
+
+def _add_worker_arguments(parser: argparse.ArgumentParser, *, stale_only: bool = False) -> None:
+    from timm_transfusion.train.cell_lock import DEFAULT_STALE_AFTER
+
+    parser.add_argument(
+        "--stale-after",
+        type=float,
+        default=DEFAULT_STALE_AFTER,
+        metavar="S",
+        help=f"a lock without heartbeat for S seconds is stale (default {DEFAULT_STALE_AFTER:.0f})",
+    )
+    if stale_only:
+        return
+    parser.add_argument("--jobs", type=int, default=1, help="cells at once, each its own process and GPU")
+    parser.add_argument(
+        "--launcher",
+        metavar="CMD",
+        help='run each cell under a launcher, e.g. "accelerate launch --num_processes 8" or "torchrun '
+        '--nproc_per_node 8" (it gets -m timm_transfusion.train.cell EXP I)',
+    )
+
+
+def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "experiment",
+        help="the paper's grid: models x inits x lrs x seeds, findings + tables + plots (verbs: plan | run | report)",
+        description="Without a verb: plan the grid, run every cell (each its own process), write the report. "
+        "`transfusion experiment plan|run|report --help` for the steps.",
+    )
+    _add_grid_arguments(parser)
+    _add_worker_arguments(parser)
     parser.add_argument(
         "--report-only",
         action="store_true",
-        help="train nothing: write the report from the runs that have finished (the others are listed)",
+        help="train nothing: write the report from the cells that have finished (the others are listed)",
     )
     parser.add_argument(
         "--no-cross-init",
@@ -251,6 +433,45 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_experiment)
 
 
+def build_experiment_parser() -> argparse.ArgumentParser:
+    """`transfusion experiment plan|run|report`: `main` sends `experiment VERB ...` here, so the verb-less
+    `transfusion experiment --model ...` keeps its required grid options."""
+    parser = argparse.ArgumentParser(prog="transfusion experiment")
+    parser.set_defaults(command="experiment")
+    subparsers = parser.add_subparsers(required=True, metavar="VERB")
+    plan = subparsers.add_parser(
+        "plan",
+        help="write the grid as EXP/plan.json",
+        description="Write the grid as EXP/plan.json (one entry per cell: run folder and train config).",
+    )
+    _add_grid_arguments(plan)
+    plan.set_defaults(handler=_run_experiment_plan)
+
+    run = subparsers.add_parser(
+        "run",
+        help="run cells of a plan (--cell, --shard, --jobs, --launcher)",
+        description="Run cells of a plan, each in its own process; finished cells are skipped, cells another "
+        "worker holds are left to it. Under a Slurm job array the shard comes from SLURM_ARRAY_TASK_ID/COUNT.",
+    )
+    run.add_argument("experiment", metavar="EXP", help="folder holding plan.json")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--cell", metavar="I", help="one cell, by index or name")
+    which.add_argument("--shard", metavar="I/N", help="every N-th cell from I (0-based)")
+    _add_worker_arguments(run)
+    run.add_argument("--no-progress", dest="progress", action="store_false")
+    run.set_defaults(handler=_run_experiment_run)
+
+    report = subparsers.add_parser(
+        "report",
+        help="report the finished cells; list missing and failed ones",
+        description="Report the finished cells and list the missing, running and failed ones (any time).",
+    )
+    report.add_argument("experiment", metavar="EXP", help="folder holding plan.json")
+    _add_worker_arguments(report, stale_only=True)
+    report.set_defaults(handler=_run_experiment_report)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transfusion",
@@ -258,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
     _add_inits(subparsers)  # in the order of the data flow: init → train → compare → publish
+    _add_models(subparsers)
     _add_train(subparsers)
     _add_experiment(subparsers)
     _add_cca(subparsers)
@@ -268,7 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; exit codes as in the module docstring (argparse itself exits 2 on bad usage)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["experiment"] and argv[1:2] and argv[1] in EXPERIMENT_VERBS:
+        args = build_experiment_parser().parse_args(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     from timm_transfusion.errors import TransfusionError
 
     try:
@@ -276,6 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransfusionError as err:
         print(f"transfusion {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # train and experiment say at which step; elsewhere nothing was half-written
+        print(f"transfusion {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -36,9 +36,32 @@ def label_info(ds: datasets.Dataset, num_classes: int | None = None) -> LabelInf
             length = len(ds[0]["label"]) if len(ds) else 0
         return LabelInfo(num_classes or length, True)
     if isinstance(feature, datasets.ClassLabel):
-        return LabelInfo(num_classes or feature.num_classes, False, list(feature.names))
+        names = list(feature.names)
+        if num_classes is None and names == [str(i) for i in range(feature.num_classes)]:
+            check_no_gaps(np.asarray(ds["label"]), feature.num_classes)  # a count inferred from the values
+        return LabelInfo(num_classes or feature.num_classes, False, names)
     values = _require_integers(np.asarray(ds["label"]), "the label column")
-    return LabelInfo(num_classes or (int(values.max()) + 1 if values.size else 0), False)
+    if num_classes is not None:
+        return LabelInfo(num_classes, False)
+    inferred = int(values.max()) + 1 if values.size else 0
+    check_no_gaps(values, inferred)
+    return LabelInfo(inferred, False)
+
+
+def check_no_gaps(values: np.ndarray, num_classes: int) -> None:
+    """Refuse a class count inferred from the largest label when some classes below it never occur.
+
+    A stray label 9 in a 5-class set would otherwise build a 10-class head whose classes 5-8 never occur.
+    """
+    present = set(np.unique(values).tolist())
+    missing = [label for label in range(num_classes) if label not in present]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise LabelError(
+            f"labels {shown} never occur in the training split (labels found: {sorted(present)[:20]}), so "
+            f"the inferred {num_classes} classes have gaps; fix the labels, or pass --num-classes "
+            f"{num_classes} if those classes are real"
+        )
 
 
 def _require_integers(values: np.ndarray, where: str) -> np.ndarray:

@@ -10,7 +10,7 @@ The repo layout is documented in :mod:`timm_transfusion.hub.layout`.
 
 from .card import render_card, write_card
 from .layout import ReportFolderError
-from .push import MissingTokenError, PushError, PushResult, push_to_hub
+from .push import MissingTokenError, NothingToPushError, PushError, PushResult, push_to_hub
 from .report import Convergence, ExperimentReport, HubReport, load_report
 from .run import RunFolder, RunFolderError, load_run_folder
 
@@ -19,6 +19,7 @@ __all__ = [
     "ExperimentReport",
     "HubReport",
     "MissingTokenError",
+    "NothingToPushError",
     "PushError",
     "PushResult",
     "ReportFolderError",

@@ -15,6 +15,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 from safetensors import safe_open
 
 from ..files import write_text_atomic
+from ..init.errors import UnknownInitError
+from ..init.registry import resolve_init
 from ..run_folder import RUN_CONTROL_KEYS
 from ..similarity import SimilarityReport
 from ..source_kind import source_kind
@@ -34,15 +36,6 @@ METRICS = {"auc": ("roc_auc", "AUC"), "accuracy": ("accuracy", "Accuracy")}
 IMAGE_LINK_WITH_ALT = r"!\[([^\]]*)\]\(([^)\s]+)\)"
 IMAGE_LINK = r"!\[[^\]]*\]\(([^)\s]+)\)"
 
-_INIT_EXPLANATIONS = {
-    "random": "every weight drawn by the architecture's default (timm) initializer; nothing is transferred.",
-    "pretrained": "every weight copied from the source model, then fine-tuned (standard transfer learning).",
-    "meanvar": (
-        "each layer's weights drawn i.i.d. from a normal with the mean and variance of the corresponding "
-        "pretrained layer, batchnorm reset to identity: the scale of pretrained weights, not their features."
-    ),
-}
-
 
 def template_text() -> str:
     """``hub_cards/model_card.md`` as installed, read through importlib.resources (works from a zip too)."""
@@ -50,16 +43,13 @@ def template_text() -> str:
 
 
 def explain_init(init: str) -> str:
-    """A plain-language line on what the init ``init`` means (Raghu et al. 2019)."""
-    match = re.fullmatch(r"transfusion-(\d+)(\+meanvar)?", init)
-    if match:
-        rest = "Mean Var init" if match.group(2) else "the architecture's default random init"
-        return (
-            f"pretrained weights reused for the lowest {match.group(1)} block group(s) (stem first), "
-            f"the layers above drawn with {rest}; the paper found reusing the lowest two stages gives "
-            "most of transfer's convergence speed-up."
-        )
-    return _INIT_EXPLANATIONS.get(init, "see `timm_transfusion.list_inits()` for this initializer.")
+    """What the init ``init`` does, in the words it was registered with (``timm_transfusion.list_inits()``)."""
+    try:
+        entry, params = resolve_init(init)
+    except UnknownInitError:
+        return "an initializer not registered in this installation; see `timm_transfusion.list_inits()`."
+    values = ", ".join(f"{name} = {value}" for name, value in params.items())
+    return entry.description + (f" ({values})" if values else "") + "."
 
 
 def init_source_of(summary: dict[str, Any]) -> str | None:
@@ -132,7 +122,20 @@ def is_plugin_architecture(architecture: str) -> bool:
 
     if not timm.models.is_model(architecture):
         return True
-    return timm.models.model_entrypoint(architecture).__module__.startswith("timm_transfusion")
+    entrypoint = timm.models.model_entrypoint(architecture)
+    registered = getattr(entrypoint, "fn", entrypoint)  # the init= extension hands timm an InitEntrypoint
+    return registered.__module__.startswith("timm_transfusion")
+
+
+def described_architecture(run: RunFolder) -> str:
+    """The trained model's name; a slim ResNet saved as stock timm's ResNet also says how it is rebuilt."""
+    trained = run.summary.get("model")
+    if not trained or trained == run.architecture:
+        return run.architecture
+    args = ", ".join(
+        f"{k}={_format(v)}" for k, v in run.config.get("model_args", {}).items() if k == "channels"
+    )
+    return f"{trained} (stock timm `{run.architecture}`{' with ' + args if args else ''})"
 
 
 def usage_snippet(repo_id: str, *, architecture: str, revision: str | None, multilabel: bool) -> str:
@@ -140,7 +143,9 @@ def usage_snippet(repo_id: str, *, architecture: str, revision: str | None, mult
     model_id = f"hf-hub:{repo_id}" + (f"@{revision}" if revision else "")
     lines = ["import timm", "import torch"]
     if is_plugin_architecture(architecture):
-        lines.append(f"import timm_transfusion  # registers the plugin architecture {architecture!r}")
+        lines.append(
+            f"import timm_transfusion  # registers {architecture!r}: stock timm cannot build it without the plugin"
+        )
     activation = "sigmoid()" if multilabel else "softmax(dim=-1)"
     lines += [
         "",
@@ -255,7 +260,7 @@ def render_card(
         title=repo_id.split("/")[-1],
         repo_id=repo_id,
         hub_url=hub_url or constants.ENDPOINT,
-        architecture=run.architecture,
+        architecture=described_architecture(run),
         num_classes=run.config.get("num_classes"),
         num_params=f"{count_parameters(run.path / 'model.safetensors'):,}",
         dataset=dataset,
@@ -290,14 +295,16 @@ def write_card(
     experiment: str | Path | None = None,
     repo_id: str | None = None,
     license: str = DEFAULT_LICENSE,
+    force: bool = False,
 ) -> Path:
     """Render the card of ``run_dir`` into ``run_dir/README.md`` for a local preview; returns its path.
 
     Also draws ``convergence.png`` and ``filters.png`` into ``run_dir`` when it lacks them. Images link to
     the local files; ``repo_id`` (default ``your-username/<run folder name>``) only fills the usage snippet.
+    A similarity report about another model A is refused unless ``force``.
     """
     run = load_run_folder(run_dir)
-    files = layout.collect_files(run, similarity=similarity, experiment=experiment)
+    files = layout.collect_files(run, similarity=similarity, experiment=experiment, force=force)
     files = add_missing_plots(run, files, run.path)
     links = {p: Path(os.path.relpath(f.resolve(), run.path.resolve())).as_posix() for p, f in files.items()}
     card = render_card(

@@ -15,6 +15,7 @@ reports/experiment/results.{md,csv}, *.png         experiment summary the run be
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -54,16 +55,47 @@ class ReportFolderError(TransfusionError, ValueError):
 def _require(folder: Path, marker: str, what: str, made_by: str) -> None:
     if not (folder / marker).is_file():
         raise ReportFolderError(
-            f"{str(folder)!r} is not a {what} folder: no {marker} in it ({made_by} writes one)"
+            f"{str(folder)!r} is not {'an' if what[0] in 'aeiou' else 'a'} {what} folder: no {marker} in it "
+            f"({made_by} writes one)"
         )
 
 
+def report_subject(report: dict) -> Path | None:
+    """The folder a similarity report's model A was loaded from (its provenance, else its name), if any."""
+    side = report.get("provenance", {}).get("a", {})
+    if side:
+        return Path(side["folder"]) if side.get("folder") and not side.get("random") else None
+    name = str(report.get("model_a", "")).removeprefix("local-dir:")
+    return Path(name).resolve() if name and Path(name).is_dir() else None
+
+
+def check_report_subject(run: RunFolder, similarity: Path, *, force: bool) -> None:
+    """Refuse a similarity report whose model A is not the run being published (``force`` overrides)."""
+    try:
+        report = json.loads((similarity / "similarity.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ReportFolderError(f"{str(similarity)!r}: similarity.json is unreadable ({err})") from err
+    subject = report_subject(report)
+    if force or (subject is not None and subject.resolve() == run.path.resolve()):
+        return
+    raise ReportFolderError(
+        f"the similarity report in {str(similarity)!r} has model A {report.get('model_a')!r}, not the run "
+        f"{str(run.path)!r}: run `transfusion cca {run.path} OTHER ...` with this run as A, "
+        "or pass --force to publish it anyway"
+    )
+
+
 def collect_files(
-    run: RunFolder, *, similarity: str | Path | None = None, experiment: str | Path | None = None
+    run: RunFolder,
+    *,
+    similarity: str | Path | None = None,
+    experiment: str | Path | None = None,
+    force: bool = False,
 ) -> dict[str, Path]:
     """Repo path -> local file for everything of ``run`` that goes to the Hub (README.md excluded).
 
-    ``similarity`` defaults to ``run.path / "similarity"`` when that holds a report.
+    ``similarity`` defaults to ``run.path / "similarity"`` when that holds a report; its model A must be
+    ``run`` unless ``force``.
     """
     files = {name: run.path / name for name in WEIGHTS}
     files.update({f"{REPORTS}/{name}": run.path / name for name in RUN_REPORTS if run.file(name)})
@@ -72,6 +104,7 @@ def collect_files(
     if similarity is not None:
         similarity = Path(similarity)
         _require(similarity, "similarity.json", "similarity report", "`transfusion cca ... --out DIR`")
+        check_report_subject(run, similarity, force=force)
         files.update(
             {f"{SIMILARITY}/{n}": similarity / n for n in SIMILARITY_REPORT if (similarity / n).is_file()}
         )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import torch
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
 from ..errors import TransfusionError
+from ..models.slim import stock_export
 from . import layout
 from .card import DEFAULT_LICENSE, render_card
 from .plots import add_missing_plots
@@ -23,6 +25,29 @@ class MissingTokenError(TransfusionError, RuntimeError):
 
 class PushError(TransfusionError, RuntimeError):
     """The Hub refused the push; nothing was committed."""
+
+
+class NothingToPushError(PushError):
+    """``create_pr`` with files identical to the target branch: the Hub would open no pull request."""
+
+
+def _git_blob_oid(content: bytes) -> str:
+    """git's id of a blob (what the Hub reports as a file's ``blobId``)."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def _blob_oids(path: Path) -> set[str]:
+    """The ids the Hub may report for ``path``: as a plain git blob, or as the LFS pointer to it."""
+    content = path.read_bytes()
+    sha256 = hashlib.sha256(content).hexdigest()
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(content)}\n"
+    return {_git_blob_oid(content), _git_blob_oid(pointer.encode())}
+
+
+def _unchanged(head, staging: Path, uploads: list[str], stale: list[str]) -> bool:
+    """True when committing ``uploads`` (and deleting ``stale``) would leave ``head``'s files as they are."""
+    blobs = {s.rfilename: s.blob_id for s in head.siblings or []}
+    return not stale and all(blobs.get(p) in _blob_oids(staging / p) for p in uploads)
 
 
 @dataclass(frozen=True)
@@ -51,7 +76,10 @@ def resolve_token(token: str | None) -> str:
 def _stage_model(model: torch.nn.Module, folder: Path) -> RunFolder:
     import timm
 
-    timm.models.save_for_hf(model, folder, safe_serialization=True)
+    from ..init.model_args import forget_init_keywords
+
+    stock = stock_export(model) or {}  # a slim ResNet is saved as stock timm's ResNet with its widths
+    timm.models.save_for_hf(forget_init_keywords(model), folder, safe_serialization=True, **stock)
     return load_run_folder(folder)
 
 
@@ -96,7 +124,7 @@ def _commit_staged(
     created_branch = _ensure_branch(api, repo_id, None if create_pr else revision)
     target = revision or "main"
     try:
-        head = api.repo_info(repo_id, revision=target)
+        head = api.repo_info(repo_id, revision=target, files_metadata=create_pr)
         card = render_card(
             run, repo_id=repo_id, files=files, revision=revision, license=license, hub_url=api.endpoint
         )
@@ -107,6 +135,11 @@ def _commit_staged(
             for s in head.siblings or []
             if s.rfilename.startswith(f"{layout.REPORTS}/") and s.rfilename not in uploads
         ]
+        if create_pr and _unchanged(head, staging, uploads, stale):
+            raise NothingToPushError(
+                f"{repo_id!r} at {target} ({head.sha[:8]}) already holds exactly these files; "
+                "no pull request was opened (nothing to review)"
+            )
         operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(staging / p)) for p in uploads]
         operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
         init = run.summary.get("init", "weights")
@@ -146,6 +179,7 @@ def push_to_hub(
     similarity: str | Path | None = None,
     experiment: str | Path | None = None,
     license: str = DEFAULT_LICENSE,
+    force: bool = False,
 ) -> PushResult:
     """Upload a run folder (or a timm model) to ``repo_id`` in a single commit.
 
@@ -155,6 +189,7 @@ def push_to_hub(
     contain are deleted in the same commit, so the reports always describe the pushed weights.
     The local run folder is only read. Raises :class:`MissingTokenError` before contacting the Hub when no
     token is found, and :class:`PushError` when the Hub refuses the push (nothing is committed then).
+    A similarity report whose model A is not this run is refused unless ``force``.
     """
     token = resolve_token(token)
     from timm_transfusion import __version__
@@ -167,7 +202,7 @@ def push_to_hub(
         else:
             run = load_run_folder(run_dir_or_model)
             source = f"run folder {str(run_dir_or_model)!r}"
-        files = layout.collect_files(run, similarity=similarity, experiment=experiment)
+        files = layout.collect_files(run, similarity=similarity, experiment=experiment, force=force)
         files = add_missing_plots(run, files, Path(tmp) / "plots")
         staging = Path(tmp) / "repo"
         layout.stage(files, staging)
@@ -184,7 +219,7 @@ def push_to_hub(
                 commit_message=commit_message,
                 license=license,
             )
-        except Exception as err:  # HTTP, network and upload errors alike: report them as one failed push
+        except (OSError, HFValidationError) as err:  # HTTP, network and upload errors: one failed push
             raise PushError(
                 f"pushing {source} to {repo_id!r} failed; nothing was committed and the local files are "
                 f"unchanged: {err}"

@@ -40,25 +40,14 @@ class InitEntrypoint:
     def __call__(self, pretrained: bool = False, **kwargs: Any) -> nn.Module:
         if not any(key in kwargs for key in INIT_KEYWORDS):
             return self.fn(pretrained=pretrained, **kwargs)
-        init = kwargs.pop("init", None)
-        init_source, init_seed = kwargs.pop("init_source", None), kwargs.pop("init_seed", None)
-        init_options = kwargs.pop("init_options", None)
-        if init is None:
-            check_no_init_keywords(init_source=init_source, init_seed=init_seed, init_options=init_options)
+        init_args = {key: kwargs.pop(key) for key in INIT_KEYWORDS if key in kwargs}
+        if init_args.get("init") is None:
+            check_no_init_keywords(**{key: value for key, value in init_args.items() if key != "init"})
 
         def build(pretrained: bool, **build_kwargs: Any) -> nn.Module:
             return self.fn(pretrained=pretrained, **build_kwargs)
 
-        model = build_initialized(
-            build,
-            self.model_name,
-            pretrained=pretrained,
-            init=init,
-            init_source=init_source,
-            init_seed=init_seed,
-            init_options=init_options,
-            kwargs=kwargs,
-        )
+        model = build_initialized(build, self.model_name, pretrained=pretrained, kwargs=kwargs, **init_args)
         return forget_init_keywords_on_save(model)
 
 

@@ -56,16 +56,8 @@ def create_model(
     def build(pretrained: bool, **build_kwargs: Any) -> nn.Module:
         return timm.models.create_model(model_name, pretrained, **build_kwargs)
 
-    model = build_initialized(
-        build,
-        model_name,
-        pretrained=pretrained,
-        init=init,
-        init_source=init_source,
-        init_seed=init_seed,
-        init_options=init_options,
-        kwargs=kwargs,
-    )
+    init_args = dict(init=init, init_source=init_source, init_seed=init_seed, init_options=init_options)
+    model = build_initialized(build, model_name, pretrained=pretrained, kwargs=kwargs, **init_args)
     if checkpoint_path:
         timm.models.load_checkpoint(model, checkpoint_path)
     return model
@@ -83,11 +75,11 @@ def build_initialized(
     model_name: str,
     *,
     pretrained: bool,
-    init: str,
-    init_source: Source | None,
-    init_seed: int | None,
-    init_options: dict[str, Any] | None,
     kwargs: dict[str, Any],
+    init: str,
+    init_source: Source | None = None,
+    init_seed: int | None = None,
+    init_options: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Build with `build(pretrained, **kwargs)` (seeded), run initializer `init`, wrap for `features_only`."""
     if pretrained:

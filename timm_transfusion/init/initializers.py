@@ -10,8 +10,9 @@ from collections.abc import Iterable
 
 import torch
 
+from ..models.slim import slim_spec_of
 from .context import InitContext
-from .errors import SourceMismatchError
+from .errors import BlockIndexError, InitOptionError, SourceMismatchError
 from .groups import block_groups, check_block_index, classifier_keys
 from .norms import norm_identities
 from .registry import register_init
@@ -65,6 +66,12 @@ def transfusion_meanvar_init(
 def _lower_keys(ctx: InitContext, k: int) -> set[str]:
     groups = block_groups(ctx.model)
     check_block_index(groups, k, ctx.model_name)
+    spec = slim_spec_of(ctx.model)
+    if spec is not None and k > spec.reuse:
+        raise BlockIndexError(
+            f"transfusion-{k} is out of range for the slim {ctx.model_name}: only its stem and first "
+            f"{spec.reuse} block groups have {spec.base}'s shapes, so k must be in 0..{spec.reuse}"
+        )
     return groups.keys_up_to(k)
 
 
@@ -72,6 +79,12 @@ def _meanvar_tensors(ctx: InitContext, *, frozen: set[str], bn: str, stats: str)
     """Mean Var samples for every parameter outside `frozen`; normalization layers follow `bn`."""
     check_choice("bn", bn, BN_MODES)
     check_choice("stats", stats, STATS_MODES)
+    slim = slim_spec_of(ctx.model) is not None
+    if slim and (stats != "tensor" or bn == "transfer"):
+        raise InitOptionError(
+            f"stats={stats!r}, bn={bn!r}: the slim {ctx.model_name}'s upper groups are thinner than the "
+            "source's, so only shape-free statistics apply there: use stats='tensor' with bn='identity' or 'meanvar'"
+        )
     target = ctx.target_state
     identities = {key: value for key, value in norm_identities(ctx.model).items() if key not in frozen}
     params = {name for name, _ in ctx.model.named_parameters(remove_duplicate=False)}
@@ -85,15 +98,19 @@ def _meanvar_tensors(ctx: InitContext, *, frozen: set[str], bn: str, stats: str)
             key: identity_norm(value, target[key]) for key, value in identities.items() if key not in params
         }
         sampled += [key for key in identities if key in params]
-    source = _source_tensors(ctx, sampled)
+    source = _source_tensors(ctx, sampled, any_shape=slim)
     for key in sampled:
         if key in source and target[key].is_floating_point():
             result[key] = sample_meanvar(source[key], target[key], stats=stats, generator=ctx.generator)
     return result
 
 
-def _source_tensors(ctx: InitContext, keys: Iterable[str]) -> State:
-    """Source tensors for `keys`; only a classifier of another shape, or optional counters, may be absent."""
+def _source_tensors(ctx: InitContext, keys: Iterable[str], *, any_shape: bool = False) -> State:
+    """Source tensors for `keys`; only a classifier of another shape, or optional counters, may be absent.
+
+    `any_shape` (Mean Var statistics of a slim model's full-width source) also takes tensors of another
+    shape and lets keys the source lacks (a shortcut only the slim model has) stay random.
+    """
     source, target = ctx.source_state, ctx.target_state
     head = classifier_keys(ctx.model, target)
     found: State = {}
@@ -104,6 +121,9 @@ def _source_tensors(ctx: InitContext, keys: Iterable[str]) -> State:
             found[key] = tensor
         elif key in head or key.endswith(_OPTIONAL_KEYS):
             continue
+        elif any_shape:
+            if tensor is not None:
+                found[key] = tensor
         elif tensor is None:
             problems.append(f"{key!r} missing from the source")
         else:

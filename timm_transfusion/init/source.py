@@ -10,21 +10,35 @@ weights are what `timm.create_model(..., pretrained=True)` gives the model itsel
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import pickle
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import timm
 import torch
+from huggingface_hub import constants
+from safetensors import SafetensorError
 from timm.models import clean_state_dict, create_model, load_state_dict, resolve_pretrained_cfg
 from torch import nn
 
+from ..models.slim import full_source_name
 from ..source_kind import local_path, source_kind
 from .errors import SourceError, SourceUnavailableError
 from .model_args import model_args as recreation_args
 
 Source = str | Path | Mapping[str, torch.Tensor] | nn.Module
 
+# What reading a corrupt or foreign weights file raises: safetensors, pickle and torch's zip reader have no
+# common base class. Anything else (a bug, memory) propagates as itself.
+_UNREADABLE = (SafetensorError, pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError)
+# What fetching pretrained weights raises: network and cache errors (OSError), timm's "no such tag/weights"
+# (RuntimeError), a state dict that does not fit (RuntimeError), a malformed name (ValueError).
+_UNLOADABLE = (OSError, RuntimeError, ValueError)
 _CHECKPOINT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 _INPUT_ARGS = ("in_chans", "img_size")
 _HOW_TO_PASS_LOCAL = (
@@ -48,6 +62,8 @@ def resolve_source(source: Source | None, *, model: nn.Module) -> dict[str, torc
     text = str(source)
     input_args = {k: v for k, v in recreation_args(model).items() if k in _INPUT_ARGS}
     kind = source_kind(text)
+    if kind == "local-dir" and not local_path(text).is_dir():
+        raise SourceError(f"init source {text!r}: the folder {str(local_path(text))!r} does not exist")
     if kind in ("hf-hub", "local-dir"):
         return _pretrained_state(text, input_args)
     if kind == "folder":
@@ -73,7 +89,16 @@ def resolve_source(source: Source | None, *, model: nn.Module) -> dict[str, torc
 
 
 def _default_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments."""
+    """What stock timm loads for `model` with pretrained=True: same cfg, same arguments.
+
+    A slim hybrid has no weights of its own: its default is what its full base loads (same input args).
+    """
+    full = full_source_name(model)
+    if full is not None:
+        cfg = resolve_pretrained_cfg(full).to_dict()
+        _check_weights_location(full, cfg)
+        input_args = {k: v for k, v in recreation_args(model).items() if k in _INPUT_ARGS}
+        return _pretrained_state(full, input_args)
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     architecture = cfg.get("architecture")
     if not architecture:
@@ -111,7 +136,9 @@ def _unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         checkpoint = load_state_dict(str(path))
-    except Exception as error:  # safetensors, pickle and zip errors have no common base class
+    except torch.OutOfMemoryError:
+        raise
+    except _UNREADABLE as error:
         raise SourceError(
             f"could not read weights file {str(path)!r} ({type(error).__name__}: {error})"
         ) from error
@@ -123,11 +150,76 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise SourceError(f"weights file {str(path)!r}: {error}") from error
 
 
-def _pretrained_state(model_name: str, model_args: dict[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:
-    """Build `model_name` with pretrained=True through timm (hub, url, file, local-dir) and take its state."""
+def hub_reachable() -> bool:
+    """Whether the Hub endpoint (``HF_ENDPOINT``) accepts a TCP connection, asked once per endpoint and process.
+
+    Unreachable, huggingface_hub retries every request with back-off (about 50 s) before it falls back to the
+    cache or fails; knowing up front lets a load go straight to the cache.
+    """
+    return _accepts_connections(constants.ENDPOINT)
+
+
+@cache
+def _accepts_connections(url: str, timeout: float = 3.0) -> bool:
+    endpoint = urlparse(url)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
-        model = create_model(model_name, pretrained=True, **model_args, **kwargs)
-    except Exception as error:  # hub, url and file loaders raise unrelated exception types
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def _offline_when_unreachable() -> Iterator[bool]:
+    """huggingface_hub's offline mode for one load when the Hub cannot be reached; restored afterwards."""
+    switch = not constants.HF_HUB_OFFLINE and not hub_reachable()
+    if switch:
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield switch
+    finally:
+        if switch:
+            constants.HF_HUB_OFFLINE = False
+
+
+def _needs_hub(model_name: str, kwargs: dict[str, Any]) -> bool:
+    """Whether timm would download ``model_name``'s weights from the Hub (not a file, folder or URL)."""
+    if model_name.startswith("hf-hub:"):
+        return True
+    cfg = kwargs.get("pretrained_cfg")
+    if cfg is None and not model_name.startswith("local-dir:"):
+        architecture, _, tag = model_name.partition(".")
+        try:
+            cfg = resolve_pretrained_cfg(architecture, pretrained_cfg=tag or None).to_dict()
+        except RuntimeError:
+            return False
+    return (
+        bool(cfg) and bool(cfg.get("hf_hub_id")) and not cfg.get("file") and cfg.get("source") != "local-dir"
+    )
+
+
+def _pretrained_state(model_name: str, model_args: dict[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:
+    """Build `model_name` with pretrained=True through timm (hub, url, file, local-dir) and take its state.
+
+    When the Hub is needed but unreachable, the load runs offline: cached weights load at once, and missing ones
+    fail at once instead of after a minute of retries.
+    """
+    offline = False
+    try:
+        if _needs_hub(model_name, kwargs):
+            with _offline_when_unreachable() as offline:
+                model = create_model(model_name, pretrained=True, **model_args, **kwargs)
+        else:
+            model = create_model(model_name, pretrained=True, **model_args, **kwargs)
+    except torch.OutOfMemoryError:
+        raise
+    except _UNLOADABLE as error:
+        if offline:
+            raise SourceUnavailableError(
+                f"could not load pretrained weights for {model_name!r}: the Hub ({constants.ENDPOINT}) cannot be "
+                "reached and they are not in the local cache; " + _HOW_TO_PASS_LOCAL
+            ) from error
         raise SourceUnavailableError(
             f"could not load pretrained weights for {model_name!r} ({type(error).__name__}: {error}); "
             "if you are offline and they are not cached, " + _HOW_TO_PASS_LOCAL

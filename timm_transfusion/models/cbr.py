@@ -17,6 +17,7 @@ tabled above (parameter counts in the README, checked by tests/test_models.py).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -66,7 +67,7 @@ class CBR(nn.Module):
         self.grad_checkpointing = False
         self.stem = ConvBnReLUPool(in_chans, widths[0], kernel_size)
         self.stages = nn.Sequential(
-            *[ConvBnReLUPool(c_in, c_out, kernel_size) for c_in, c_out in zip(widths[:-1], widths[1:])]
+            *[ConvBnReLUPool(c_in, c_out, kernel_size) for c_in, c_out in itertools.pairwise(widths)]
         )
         self.feature_info = [dict(num_chs=widths[0], reduction=2, module="stem")]
         self.feature_info += [

@@ -30,8 +30,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .covariance import Covariance
 from .errors import NotEnoughDataError, SimilarityOptionError, UnderdeterminedWarning
-from .moments import Covariance
 from .threads import single_threaded
 
 CONVENTIONS = ("centered", "google-svcca")

@@ -25,16 +25,16 @@ from .capture import (
 )
 from .cca import check_epsilon
 from .errors import BatchTypeError, LayerError, NotEnoughDataError, SimilarityOptionError
-from .metrics import (
+from .moments import MomentAccumulator
+from .null import UnpairedStream, bias_note
+from .report import LayerSimilarity, SimilarityReport, finite_or_none
+from .resample import GroupedMoments, check_replicate_weights
+from .scores import (
     linear_cka_from_moments,
     mean_cca_from_moments,
     pwcca_from_moments,
     svcca_from_moments,
 )
-from .moments import MomentAccumulator
-from .null import UnpairedStream, bias_note
-from .report import LayerSimilarity, SimilarityReport, finite_or_none
-from .resample import GroupedMoments, check_replicate_weights
 
 METRIC_FUNCTIONS: dict[str, Callable[..., float]] = {
     "mean_cca": lambda m, eps: mean_cca_from_moments(m, epsilon=eps),

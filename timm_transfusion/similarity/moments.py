@@ -9,18 +9,17 @@ when the activations have large means. Memory is O((dx + dy)²) whatever the num
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from scipy.linalg.blas import dgemm, dsyrk
 
+from . import scores
+from .cca import CCAResult, canonical_correlation_analysis
+from .covariance import Covariance
 from .errors import ActivationShapeError, NonFiniteActivationError, NotEnoughDataError, SimilarityOptionError
-
-if TYPE_CHECKING:
-    from .cca import CCAResult
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -56,18 +55,6 @@ def _check_finite(batch: MomentAccumulator, x: torch.Tensor, y: torch.Tensor) ->
     raise NonFiniteActivationError(
         "the batch's squared activations overflow float64; rescale the activations"
     )
-
-
-@dataclass(frozen=True)
-class Covariance:
-    """Sample covariance blocks (ddof=1) of paired activations: xx (dx, dx), xy (dx, dy), yy (dy, dy)."""
-
-    n: int
-    mean_x: torch.Tensor
-    mean_y: torch.Tensor
-    xx: torch.Tensor
-    xy: torch.Tensor
-    yy: torch.Tensor
 
 
 class MomentAccumulator:
@@ -266,32 +253,22 @@ class MomentAccumulator:
 
     def mean_cca(self, **options: Any) -> float:
         """Mean CCA of the data seen so far (options: epsilon, allow_underdetermined)."""
-        from .metrics import mean_cca_from_moments
-
-        return mean_cca_from_moments(self, **options)
+        return scores.mean_cca_from_moments(self, **options)
 
     def pwcca(self, **options: Any) -> float:
         """PWCCA of the data seen so far (options: epsilon, convention, allow_underdetermined)."""
-        from .metrics import pwcca_from_moments
-
-        return pwcca_from_moments(self, **options)
+        return scores.pwcca_from_moments(self, **options)
 
     def svcca(self, **options: Any) -> float:
         """SVCCA of the data seen so far (options: threshold, dims, epsilon, allow_underdetermined)."""
-        from .metrics import svcca_from_moments
-
-        return svcca_from_moments(self, **options)
+        return scores.svcca_from_moments(self, **options)
 
     def linear_cka(self, **options: Any) -> float:
         """Linear CKA of the data seen so far (option: debiased)."""
-        from .metrics import linear_cka_from_moments
-
-        return linear_cka_from_moments(self, **options)
+        return scores.linear_cka_from_moments(self, **options)
 
     def cca(self, **options: Any) -> CCAResult:
         """Full CCA result of the data seen so far (options: epsilon, convention, allow_underdetermined)."""
-        from .cca import canonical_correlation_analysis
-
         return canonical_correlation_analysis(self.covariance(), **options)
 
 

@@ -6,19 +6,56 @@ same report the command writes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from ..errors import TransfusionError
+from ..files import TMP_PREFIX
+from ..models.checks import check_image_size
+from ..source_kind import local_path, source_kind
 from .compare import compare
-from .report import SimilarityReport
+from .report import REPORT_FILES, SimilarityReport
 from .sources import default_img_size, image_batches, load_model, normalization
+
+REPORT_NAMES = frozenset(f"similarity.{kind}" for kind in REPORT_FILES)
 
 
 class OutputPathError(TransfusionError, NotADirectoryError):
-    """The report folder exists and is not a folder."""
+    """The report folder is a file, or a folder holding something other than a similarity report."""
+
+
+def check_report_folder(out: Path) -> None:
+    """``out`` is new, empty, or holds an earlier similarity report (which the new one replaces).
+
+    ``train`` refuses folders that hold something else; so does ``cca``: it never writes among foreign files.
+    """
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputPathError(f"--out {str(out)!r}: {str(parent)!r} is a file, not a folder")
+            break
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputPathError(f"--out {str(out)!r} exists and is not a folder")
+    others = sorted(
+        p.name for p in out.iterdir() if p.name not in REPORT_NAMES and not p.name.startswith(TMP_PREFIX)
+    )
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise OutputPathError(
+            f"--out {str(out)!r} is not empty and holds no similarity report ({shown}); refusing to write "
+            "into it: choose a new or empty folder"
+        )
+
+
+def side_provenance(source: str, *, random: bool, seed: int) -> dict:
+    """What one side of a comparison was: the source as given, its folder, random or not and the seed."""
+    folder = str(local_path(source).resolve()) if source_kind(source) in ("local-dir", "folder") else None
+    return {"source": source, "folder": folder, "random": random, "seed": seed if random else None}
 
 
 def compare_sources(
@@ -45,42 +82,34 @@ def compare_sources(
     """Layer-wise similarity of two models (run folders, ``local-dir:``, ``hf-hub:`` or timm names) on images.
 
     ``pretrained=False`` gives both models timm's seeded random weights, ``random_b`` only model B. With
-    ``out`` the report is saved there (similarity.{json,csv,md,png}); a failure leaves no empty folder.
+    ``out`` (new, empty or an earlier report) the report is saved there (similarity.{json,csv,md,png}); a
+    failure writes nothing. The report's ``provenance`` records what was compared (see ``side_provenance``),
+    and a random side is named ``SOURCE [random init, seed N]``.
     """
 
     out = Path(out) if out is not None else None
-    created = out is not None and not out.exists()
-    if out is not None:  # made now, so a bad path is found before any model is loaded
-        if out.exists() and not out.is_dir():
-            raise OutputPathError(f"--out {out} exists and is not a folder")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OutputPathError(f"cannot create --out {out}: {error}") from error
-    try:
-        report = _compare(
-            source_a,
-            source_b,
-            dataset,
-            pretrained=pretrained,
-            random_b=random_b,
-            seed=seed,
-            device=device,
-            img_size=img_size,
-            loader_options=dict(split=split, batch_size=batch_size, limit=limit, workers=workers),
-            compare_options=dict(
-                metrics=metrics,
-                layers=layers,
-                max_positions=max_positions,
-                epsilon=epsilon,
-                progress=progress,
-            ),
-        )
-        if out is not None:
-            report.save(out)
-    finally:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a failed comparison leaves no empty report folder behind
+    if out is not None:  # checked now, so a bad folder is found before any model is loaded
+        check_report_folder(out)
+    report = _compare(
+        source_a,
+        source_b,
+        dataset,
+        pretrained=pretrained,
+        random_b=random_b,
+        seed=seed,
+        device=device,
+        img_size=img_size,
+        loader_options=dict(split=split, batch_size=batch_size, limit=limit, workers=workers),
+        compare_options=dict(
+            metrics=metrics,
+            layers=layers,
+            max_positions=max_positions,
+            epsilon=epsilon,
+            progress=progress,
+        ),
+    )
+    if out is not None:
+        report.save(out)
     return report
 
 
@@ -98,8 +127,6 @@ def _compare(
     compare_options: dict,
 ) -> SimilarityReport:
     """Both models on one device, checked against the image size, then ``compare`` over the dataset."""
-    from ..train.model import check_image_size
-
     model_a = load_model(source_a, pretrained=pretrained, seed=seed)
     model_b = load_model(source_b, pretrained=pretrained and not random_b, seed=seed + 1)
     size = img_size or default_img_size(model_a)
@@ -108,13 +135,30 @@ def _compare(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model_a, model_b = model_a.to(device), model_b.to(device)
     loader, preprocess = image_batches(dataset, model_a, img_size=size, **loader_options)
-    return compare(
+    sides = {
+        "a": side_provenance(source_a, random=not pretrained, seed=seed),
+        "b": side_provenance(source_b, random=not pretrained or random_b, seed=seed + 1),
+    }
+    names = tuple(  # a random side says so wherever the report is shown (a card once read "runs/x vs runs/x")
+        side["source"] + (f" [random init, seed {side['seed']}]" if side["random"] else "")
+        for side in sides.values()
+    )
+    report = compare(
         model_a,
         model_b,
         loader,
         seed=seed,
         preprocess=preprocess,
         preprocess_b=normalization(model_b, size),
-        names=(source_a, source_b),
+        names=names,
         **compare_options,
     )
+    data = {
+        "dataset": dataset,
+        "split": loader_options["split"],
+        "limit": loader_options["limit"],
+        "img_size": size,
+        "max_positions": compare_options["max_positions"],
+        "position_seed": seed,
+    }
+    return dataclasses.replace(report, provenance={**sides, "data": data})

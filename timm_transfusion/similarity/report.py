@@ -43,7 +43,11 @@ class LayerSimilarity:
 
 @dataclass(frozen=True)
 class SimilarityReport:
-    """Layer-wise similarity of model A and model B on the same images."""
+    """Layer-wise similarity of model A and model B on the same images.
+
+    ``provenance`` records exactly what was compared (see ``describe_side``): per side the source as given, the
+    resolved folder, whether its weights were random and under which seed; the dataset, split, image size.
+    """
 
     model_a: str
     model_b: str
@@ -51,6 +55,7 @@ class SimilarityReport:
     layers: list[LayerSimilarity]
     images: int
     settings: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     def value(self, layer: str, metric: str) -> float | None:
         for entry in self.layers:
@@ -87,6 +92,7 @@ class SimilarityReport:
             layers,
             data["images"],
             data.get("settings", {}),
+            data.get("provenance", {}),
         )
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -126,6 +132,7 @@ class SimilarityReport:
                 else []
             ),
             "",
+            *provenance_lines(self.provenance),
             "| layer | features A | features B | datapoints | " + " | ".join(columns) + " |",
             "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in columns) + " |",
         ]
@@ -150,7 +157,11 @@ class SimilarityReport:
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
         from timm_transfusion.viz.similarity import plot_similarity
 
-        return plot_similarity(self, path, title=title)
+        lines = {metric: self.column(metric) for metric in self.metrics}
+        nulls = {f"{m} (null)": self.null_column(m) for m in self.metrics} if self.has_null else {}
+        title = title or f"{self.model_a} vs {self.model_b} ({self.images} images)"
+        names = [entry.name for entry in self.layers]
+        return plot_similarity(names, lines, path, title=title, dashed=nulls)
 
     def save(self, directory: str | Path) -> dict[str, Path]:
         """similarity.json, similarity.csv, similarity.md and similarity.png in ``directory``, all or none.
@@ -168,6 +179,32 @@ class SimilarityReport:
             for kind, path in paths.items():
                 writers[kind](renames.enter_context(atomic_path(path)))
         return paths
+
+
+def describe_side(side: dict) -> str:
+    """``runs/acc1 (random init, seed 1)`` / ``resnet50 (pretrained weights)`` from one provenance side."""
+    if side.get("random"):
+        weights = f"random init of its architecture, seed {side.get('seed')}"
+    else:
+        weights = "trained weights" if side.get("folder") else "pretrained weights"
+    where = f", folder {side['folder']}" if side.get("folder") else ""
+    return f"`{side.get('source')}` ({weights}{where})"
+
+
+def provenance_lines(provenance: dict) -> list[str]:
+    """Markdown bullets saying what was compared; none for reports written before provenance was recorded."""
+    if not provenance:
+        return []
+    data = provenance.get("data", {})
+    lines = [f"- A: {describe_side(provenance['a'])}", f"- B: {describe_side(provenance['b'])}"]
+    if data:
+        limit = f", first {data['limit']}" if data.get("limit") else ""
+        lines.append(
+            f"- images: `{data.get('dataset')}` split `{data.get('split')}`{limit}, {data.get('img_size')} px; "
+            f"datapoints per layer in the table (up to {data.get('max_positions')} positions per image, "
+            f"seed {data.get('position_seed')})"
+        )
+    return [*lines, ""]
 
 
 def _number(value: float | None) -> str:

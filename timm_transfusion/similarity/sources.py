@@ -36,7 +36,9 @@ def load_model(source: str, *, pretrained: bool = True, seed: int = 0) -> nn.Mod
     torch.manual_seed(seed)
     try:
         return timm.create_model(source, pretrained=pretrained)
-    except OSError as error:  # download / cache / file errors of huggingface_hub and torch.hub
+    except torch.OutOfMemoryError:
+        raise
+    except (OSError, RuntimeError) as error:  # download / cache errors; timm's "no pretrained weights exist"
         raise ModelSourceError(
             f"could not load the weights of {source!r} ({type(error).__name__}: {error}). Pass a run folder, "
             "local-dir:PATH, a timm name whose weights are cached, or use random weights (--no-pretrained)"

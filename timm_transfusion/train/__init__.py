@@ -12,6 +12,7 @@ from ..errors import TransfusionError
 from ..files import read_jsonl
 from .config import TrainConfig, TrainConfigError, add_train_arguments, config_from_args
 from .convergence import TrainHistory, steps_to_threshold
+from .faults import NoIntactCheckpointError
 from .model import ImageSizeError
 from .run_folder import OutputFolderError
 
@@ -21,6 +22,7 @@ USER_ERRORS = (TransfusionError,)
 __all__ = [
     "USER_ERRORS",
     "ImageSizeError",
+    "NoIntactCheckpointError",
     "OutputFolderError",
     "TrainConfig",
     "TrainConfigError",
@@ -44,16 +46,26 @@ def __getattr__(name: str) -> Any:
 
 
 def run_from_args(args: argparse.Namespace, *, prog: str = "error") -> int:
-    """Train from parsed arguments; a user mistake prints one line and returns 2. The process group is closed."""
+    """Train from parsed arguments; a user mistake prints one line and returns 2, a checkpoint that cannot be
+    resumed 1, Ctrl-C 130 (with the step and how to continue). The process group is closed."""
     from accelerate import PartialState
 
     from .loop import train
 
     try:
         train(config_from_args(args))
+    except NoIntactCheckpointError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 1
     except TransfusionError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # the loop's interrupt says at which step and how to continue
+        print(
+            str(err) or "interrupted before training started; rerun the same command with --resume",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         PartialState().destroy_process_group()
     return 0

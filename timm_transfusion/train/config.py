@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, field, fields
 
-from ..errors import TransfusionError
+from .validation import TrainConfigError, validate_config
+
+__all__ = ["TrainConfig", "TrainConfigError", "add_train_arguments", "config_from_args"]
 
 
 @dataclass
@@ -55,26 +57,8 @@ class TrainConfig:
         return asdict(self)
 
     def validate(self) -> None:
-        """Raise ``TrainConfigError`` naming the first option out of range."""
-        limits = {
-            "batch_size": 1,
-            "grad_accum": 1,
-            "eval_every": 1,
-            "eval_log_start": 0,
-            "max_steps": 0,
-            "checkpoint_every": 0,
-        }
-        for name, low in limits.items():
-            if getattr(self, name) < low:
-                raise TrainConfigError(
-                    f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}"
-                )
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise TrainConfigError(f"--mixed-precision {self.mixed_precision!r}: choose no, fp16 or bf16")
-
-
-class TrainConfigError(TransfusionError, ValueError):
-    """A training option outside its valid range."""
+        """Raise ``TrainConfigError`` naming the first option out of range or unknown (see ``validation``)."""
+        validate_config(self)
 
 
 def float_list(text: str) -> list[float]:
@@ -123,7 +107,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, grid: bool = False) 
     )
     parser.add_argument("--num-classes", type=int, default=None, help="default: from the dataset's labels")
     parser.add_argument(
-        "--img-size", type=int, default=None, help="resize images to this size (default: native)"
+        "--img-size", type=int, default=None, help="resize images to this size in px (default: native)"
     )
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="no random crop / flip")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
@@ -140,8 +124,15 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, grid: bool = False) 
     )
     parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     parser.add_argument("--min-lr", type=float, default=d.min_lr)
-    parser.add_argument("--clip-grad", type=float, default=None)
-    parser.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default=d.mixed_precision)
+    parser.add_argument(
+        "--clip-grad", type=float, default=None, help="max gradient norm (> 0; default: none)"
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        choices=["no", "fp16", "bf16"],
+        default=d.mixed_precision,
+        help="fp16 needs a GPU",
+    )
     parser.add_argument("--eval-every", type=int, default=d.eval_every, help="a regular evaluation grid")
     parser.add_argument(
         "--eval-log-start",

@@ -15,9 +15,11 @@ from pathlib import Path
 
 from ..data import DatasetSpecError, load_dataset_spec
 from ..init.registry import resolve_init
+from ..models.slim import init_conflict
 from ..source_kind import local_path, source_kind
 from .config import TrainConfig, TrainConfigError
 from .loop import train
+from .preflight import check_cells
 from .results import write_report
 
 # transfusion-* = transfusion-0 … transfusion-<blocks - 1>; reusing every block group is `pretrained`.
@@ -140,6 +142,11 @@ def expand_grid(
     for model in model_list:
         model_inits = expand_inits(model, inits)
         check_grid(model_inits, seed_list, source, lr_list)
+        if len(model_list) > 1:  # a slim model next to its full base takes only the inits that fit it
+            skipped = {init: init_conflict(model, init) for init in model_inits if init_conflict(model, init)}
+            for init, reason in skipped.items():
+                print(f"experiment: skipping {model} x {init}: {reason}")
+            model_inits = [init for init in model_inits if init not in skipped]
         for init in model_inits:
             for lr in lr_list:
                 for seed in seed_list:
@@ -176,6 +183,7 @@ def run_experiment(
     Seed by seed (every init of seed 0 first): a grid stopped part-way still compares every init.
     """
     cells = expand_grid(base, inits=inits, seeds=seeds, source=source, models=models, lrs=lrs)
+    check_cells([cell.config for cell in cells])  # the whole grid, before the first cell trains
     for cell in sorted(cells, key=lambda c: c.config.seed):
         train(cell.config)
     return write_report(base, cells, source=source)

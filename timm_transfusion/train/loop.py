@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, PartialState
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, is_initialized
 from accelerate.utils import GradientAccumulationPlugin, is_tensorboard_available
 from datasets import Dataset
 from timm.optim import create_optimizer_v2
@@ -34,17 +35,19 @@ from ..data import (
     load_dataset_spec,
     normalize_on_device,
 )
+from ..files import default_file_mode
 from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_atomic, write_jsonl_atomic
-from .config import TrainConfig
+from .config import TrainConfig, TrainConfigError
 from .convergence import TrainHistory, best_auc, evaluation_steps, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
+from .faults import NoIntactCheckpointError
 from .model import check_image_size, create_model
 from .run_folder import (
+    all_checkpoints,
     check_output_folder,
     checkpoint_dir,
     clear_run_folder,
     export_model,
-    latest_checkpoint,
     prune_checkpoints,
     remove_stale_temporaries,
     temporary_twin,
@@ -78,8 +81,9 @@ class _Inputs:
     eval_ds: Dataset
     labels: LabelInfo
     img_size: int
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None only when check_run was asked not to build it
     start_over: bool
+    held: str = "empty"  # what the output folder held: "empty", "same" (this run) or "different"
     select_ds: Dataset | None = None  # evaluated once at the end (experiments choose the lr on it)
 
 
@@ -104,7 +108,16 @@ class _Session:
     running_count: int = 0
 
 
-def _check_inputs(config: TrainConfig, state: PartialState) -> _Inputs | dict:
+def check_run(config: TrainConfig, *, build_model: bool = True) -> None:
+    """Step 1 alone: everything ``train`` checks before it writes (a grid checks all its cells up front).
+
+    ``build_model=False`` skips building the initialized model (another cell with the same model, init and
+    source already did).
+    """
+    _check_inputs(config, PartialState(cpu=_multi_cpu()), build_model=build_model)
+
+
+def _check_inputs(config: TrainConfig, state: PartialState, *, build_model: bool = True) -> _Inputs | dict:
     """Step 1: validate the config, data, labels, output folder and image size; the summary if already done."""
     config.validate()
     folder, where = Path(config.output), f"{config.dataset} [{{}}]"
@@ -127,10 +140,11 @@ def _check_inputs(config: TrainConfig, state: PartialState) -> _Inputs | dict:
     if holds == "same" and config.resume and (folder / SUMMARY).is_file():
         return json.loads((folder / SUMMARY).read_text())
     img_size = config.img_size or max(train_ds[0]["image"].size)
-    model = create_model(config, labels.num_classes)
-    check_image_size(model, img_size)
+    model = create_model(config, labels.num_classes) if build_model else None
+    if model is not None:
+        check_image_size(model, img_size)
     start_over = holds == "different" or (holds == "same" and not config.resume)
-    return _Inputs(train_ds, eval_ds, labels, img_size, model, start_over, select_ds)
+    return _Inputs(train_ds, eval_ds, labels, img_size, model, start_over, holds, select_ds)
 
 
 def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> None:
@@ -147,12 +161,7 @@ def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> 
 
 
 def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
-    """Step 2: Accelerator, data, optimizer and scheduler, prepared together.
-
-    One process may run several trainings (an experiment grid), each with its own precision; the process group
-    (PartialState) is kept.
-    """
-    AcceleratorState._reset_state(reset_partial_state=False)
+    """Step 2: Accelerator, data, optimizer and scheduler, prepared together."""
     accelerator = Accelerator(
         cpu=_multi_cpu(),
         mixed_precision=config.mixed_precision,
@@ -198,13 +207,51 @@ def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
     return session
 
 
-def _resume(config: TrainConfig, session: _Session, start_over: bool) -> None:
-    """Step 3: restore model, optimizer, RNG, scheduler and history from the newest checkpoint, if any."""
+def _load_newest_intact(accelerator: Accelerator, folder: Path) -> Path | None:
+    """``load_state`` from the newest checkpoint that loads; a corrupt one is reported and skipped.
+
+    Every registered object (model, optimizer, scheduler, history, RNG) is restored by each ``load_state``, so a
+    checkpoint that fails half-way is fully overwritten by the older one loaded next.
+    """
+    checkpoints, failures = all_checkpoints(folder), []
+    for checkpoint in reversed(checkpoints):
+        try:
+            accelerator.load_state(str(checkpoint))
+        except Exception as error:  # truncated or missing files: safetensors, pickle and OS errors alike
+            failures.append(f"{checkpoint.name} ({type(error).__name__}: {error})")
+            accelerator.print(
+                f"warning: checkpoint {checkpoint} cannot be loaded ({type(error).__name__}: {error}); "
+                "trying the next older one"
+            )
+            continue
+        return checkpoint
+    if failures:
+        raise NoIntactCheckpointError(
+            f"--resume: no checkpoint in {folder / 'checkpoints'} can be loaded ({'; '.join(failures)}); "
+            "pass --overwrite to start the run over"
+        )
+    return None
+
+
+def _resume(config: TrainConfig, session: _Session, inputs: _Inputs) -> None:
+    """Step 3: restore model, optimizer, RNG, scheduler and history from the newest intact checkpoint, if any.
+
+    With ``--resume`` it always says what it did: resumed (and from which step), or why it starts at step 0.
+    """
     folder, accelerator, history = Path(config.output), session.accelerator, session.history
-    checkpoint = latest_checkpoint(folder) if config.resume and not start_over else None
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        accelerator.print(f"resumed {folder} from {checkpoint.name} (step {history.step})")
+    if config.resume and inputs.start_over:
+        accelerator.print(
+            f"--resume: {folder} held a different run, replaced (--overwrite); starting at step 0"
+        )
+    elif config.resume:
+        checkpoint = _load_newest_intact(accelerator, folder)
+        if checkpoint is not None:
+            accelerator.print(f"resumed {folder} from {checkpoint.name} (step {history.step})")
+        elif inputs.held == "same":
+            hint = "" if config.checkpoint_every else " (--checkpoint-every 0 saves none)"
+            accelerator.print(f"--resume: {folder} has no checkpoint{hint}; starting this run over at step 0")
+        else:
+            accelerator.print(f"--resume: nothing to resume in {folder}; starting a new run")
     if accelerator.trackers == [] and _trackers(config):
         accelerator.init_trackers("logs", config=_tracker_config(config))
     session.step, session.micro_batch = history.step, history.step * config.grad_accum
@@ -270,6 +317,11 @@ def _save_checkpoint(config: TrainConfig, session: _Session) -> None:
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        for written in staging.iterdir():  # safetensors writes its files 0600; everything else is 0644
+            if written.is_file():
+                os.chmod(written, default_file_mode())
+        if final.exists():  # a corrupt checkpoint of this step that resuming skipped: replaced, never mixed
+            shutil.rmtree(final)
         staging.rename(final)
         prune_checkpoints(folder, config.keep_checkpoints)
     accelerator.wait_for_everyone()
@@ -329,14 +381,16 @@ def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> d
                 progress.set_postfix(auc=f"{history.records[-1]['auc']:.3f}")
                 session.running_loss.zero_()
                 session.running_count = 0
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.max_steps:
+            if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.max_steps):
                 _save_checkpoint(config, session)
             if step >= config.max_steps:
                 break
     progress.close()
-    if last_eval_step != session.step:
-        predictions = _evaluate_and_record(config, session, labels)
-    return predictions
+    if last_eval_step == session.step:
+        return predictions
+    if history.records and history.records[-1]["step"] == session.step:  # resumed from the final checkpoint
+        return evaluate_model(accelerator, session.model, session.eval_loader, session.data_config, labels)[1]
+    return _evaluate_and_record(config, session, labels)
 
 
 def _summary(config: TrainConfig, session: _Session, inputs: _Inputs, select: dict | None) -> dict:
@@ -395,14 +449,48 @@ def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions
     return summary
 
 
+def _check_process_reusable(config: TrainConfig) -> None:
+    """accelerate fixes the precision once per process (its AcceleratorState); a later run in the same process
+    may only use the same one. Grids run each cell in its own process (``transfusion experiment run``)."""
+    if is_initialized() and AcceleratorState().mixed_precision != config.mixed_precision:
+        raise TrainConfigError(
+            f"--mixed-precision {config.mixed_precision!r}: this process already trained with "
+            f"{AcceleratorState().mixed_precision!r}, and accelerate sets the precision once per process; "
+            "run each training in its own process (`transfusion train`, or `transfusion experiment run` "
+            "for a grid)"
+        )
+
+
 def train(config: TrainConfig) -> dict:
-    """Fine-tune ``config.model`` on ``config.dataset``; returns the run's summary (also in summary.json)."""
+    """Fine-tune ``config.model`` on ``config.dataset``; returns the run's summary (also in summary.json).
+
+    Meant to run once per process (each grid cell is its own process); a later call in the same process
+    works when it keeps the precision, and is refused with a clear error when it does not.
+    """
+    _check_process_reusable(config)
     state = PartialState(cpu=_multi_cpu())
     inputs = _check_inputs(config, state)
     if isinstance(inputs, dict):  # this run already finished: its summary
+        if config.resume:
+            state.print(
+                f"--resume: {config.output} is already complete (step {inputs.get('steps')}); nothing to do"
+            )
         return inputs
     _claim_folder(config, inputs, state)
     session = _prepare(config, inputs)
-    _resume(config, session, inputs.start_over)
-    predictions = _train_steps(config, session, inputs.labels)
+    _resume(config, session, inputs)
+    try:
+        predictions = _train_steps(config, session, inputs.labels)
+    except KeyboardInterrupt as interrupt:  # Python's own interrupt, now saying where and how to go on
+        interrupt.args = (_interrupted_message(config, session.step),)
+        raise
     return _export(config, session, inputs, predictions)
+
+
+def _interrupted_message(config: TrainConfig, step: int) -> str:
+    checkpoints = all_checkpoints(Path(config.output))
+    if checkpoints:
+        again = f"rerun the same command with --resume to continue from {checkpoints[-1].name}"
+    else:
+        again = "no checkpoint was saved (--checkpoint-every), so --resume starts over"
+    return f"interrupted at step {step}; {again}"

@@ -1,15 +1,13 @@
-"""The one place a run creates its model, and the check that it accepts the run's image size."""
+"""The one place a run creates its model (the image-size check lives in :mod:`timm_transfusion.models.checks`)."""
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import TransfusionError
+from ..models.checks import ImageSizeError, check_image_size
 from .config import TrainConfig
 
-
-class ImageSizeError(TransfusionError, ValueError):
-    """The model cannot run on images of the requested size."""
+__all__ = ["ImageSizeError", "check_image_size", "create_model"]
 
 
 def create_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
@@ -23,19 +21,3 @@ def create_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
         init_seed=config.init_seed if config.init_seed is not None else config.seed,
         num_classes=num_classes,
     )
-
-
-def check_image_size(model: torch.nn.Module, img_size: int) -> None:
-    """Run one blank image through the model; raise ``ImageSizeError`` naming the size if it fails."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, img_size, img_size))
-    except (RuntimeError, AssertionError, ValueError) as error:
-        raise ImageSizeError(
-            f"model {type(model).__name__} cannot take {img_size}x{img_size} images ({error}); "
-            "choose another --img-size"
-        ) from error
-    finally:
-        model.train(was_training)

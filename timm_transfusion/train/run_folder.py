@@ -16,16 +16,19 @@ from timm.models import save_for_hf
 
 from ..errors import TransfusionError
 from ..files import TMP_PREFIX, default_file_mode
+from ..models.slim import stock_export
 from ..run_folder import (
     CHECKPOINT_PREFIX,
     CHECKPOINTS,
     CONFIG,
     PREDICTIONS_DIR,
-    RUN_CONTROL_KEYS,
+    RUN_CONTROL_KEYS,  # re-exported: the schema owns them
     SUMMARY,
     TRAIN_ARGS,
     WEIGHTS,
 )
+from ..run_folder import write_json_atomic as write_json_atomic
+from ..run_folder import write_jsonl_atomic as write_jsonl_atomic
 
 
 class OutputFolderError(TransfusionError, RuntimeError):
@@ -110,11 +113,10 @@ def read_eval_predictions(folder: Path, steps: list[int]) -> list[dict[str, np.n
     return result
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """Newest complete checkpoint (half-written ones live under a ``.tmp-`` name and are ignored)."""
+def all_checkpoints(folder: Path) -> list[Path]:
+    """Renamed-into-place checkpoints, oldest first (half-written ones live under a ``.tmp-`` name)."""
     root = folder / CHECKPOINTS
-    done = sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()) if root.is_dir() else []
-    return done[-1] if done else None
+    return sorted(p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()) if root.is_dir() else []
 
 
 def temporary_twin(path: Path) -> Path:
@@ -144,9 +146,19 @@ def export_model(
     staging = temporary_twin(folder / "export")
     if staging.exists():
         shutil.rmtree(staging)
-    model_config = {"label_names": label_names} if label_names else None
+    stock = stock_export(model) or {}  # a slim ResNet is saved as stock timm's ResNet with its widths
+    model_config = dict(
+        stock.get("model_config", {}), **({"label_names": label_names} if label_names else {})
+    )
     export_config = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct")}
-    save_for_hf(model, staging, model_config=model_config, safe_serialization=True, data_config=export_config)
+    save_for_hf(
+        model,
+        staging,
+        model_config=model_config or None,
+        model_args=stock.get("model_args"),
+        safe_serialization=True,
+        data_config=export_config,
+    )
     for name in (WEIGHTS, CONFIG):
         os.chmod(staging / name, default_file_mode())
         os.replace(staging / name, folder / name)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
-
-from ..files import atomic_path
+from .figures import new_figure, save_png
 
 if TYPE_CHECKING:
     from timm_transfusion.train.cross_init import CrossInitSimilarity
@@ -16,7 +14,7 @@ if TYPE_CHECKING:
 def plot_cross_init(result: CrossInitSimilarity, path: str | Path) -> Path:
     """Per metric: A vs B and B vs B (mean over pairs, band = 95 % interval over images) and their nulls
     (grey, dashed and dotted) against the layers, input to output."""
-    figure = Figure(figsize=(5.2 * len(result.metrics), 3.8), dpi=120)
+    figure = new_figure(figsize=(5.2 * len(result.metrics), 3.8), dpi=120)
     panels = figure.subplots(1, len(result.metrics), squeeze=False)[0]
     for axes, metric in zip(panels, result.metrics, strict=True):
         entries = result.for_metric(metric)
@@ -55,7 +53,4 @@ def plot_cross_init(result: CrossInitSimilarity, path: str | Path) -> Path:
             f"{metric} after fine-tuning ({result.images} images; band: 95 % interval)", fontsize=9
         )
     figure.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    return path
+    return save_png(figure, path)

@@ -3,29 +3,34 @@ the layers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .figures import new_figure, save_png
 
-if TYPE_CHECKING:
-    from timm_transfusion.similarity.report import SimilarityReport
 
-
-def plot_similarity(report: SimilarityReport, path: str | Path, *, title: str | None = None) -> Path:
-    """Write a PNG of each metric (y, 0–1) against the layers (x, input to output), its null baseline dashed
-    in the same colour when the report has one; returns ``path``."""
-    lines = {metric: report.column(metric) for metric in report.metrics}
-    nulls = {f"{m} (null)": report.null_column(m) for m in report.metrics} if report.has_null else {}
-    title = title or f"{report.model_a} vs {report.model_b} ({report.images} images)"
-    names = [entry.name for entry in report.layers]
-    return _plot_layer_profiles(names, lines, path, title, "similarity", dashed=nulls)
+def plot_similarity(
+    names: list[str],
+    lines: dict[str, list[float | None]],
+    path: str | Path,
+    *,
+    title: str,
+    dashed: dict[str, list[float | None]] | None = None,
+) -> Path:
+    """Write a PNG of each metric's line (y, 0–1) against the layers ``names`` (x, input to output); the
+    ``dashed`` lines (null baselines) in the same colours."""
+    return _plot_layer_profiles(names, lines, path, title, "similarity", dashed=dashed or {})
 
 
 def plot_representation_change(
-    reports: dict[str, SimilarityReport], path: str | Path, *, metric: str = "pwcca"
+    reports: Mapping[str, Any], path: str | Path, *, metric: str = "pwcca"
 ) -> Path:
-    """One line per init: ``metric`` of each layer at init vs after fine-tuning (1 = unchanged)."""
+    """One line per init: ``metric`` of each layer at init vs after fine-tuning (1 = unchanged).
+
+    ``reports[init]`` is a ``SimilarityReport`` (anything with ``layers`` and ``column(metric)``); plotting
+    does not import the similarity package.
+    """
     names = [entry.name for entry in next(iter(reports.values())).layers]
     lines = {init: report.column(metric) for init, report in reports.items()}
     title = f"How much fine-tuning changed each layer ({metric}, model at init vs fine-tuned)"

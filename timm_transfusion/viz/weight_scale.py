@@ -6,9 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
-
-from ..files import atomic_path
+from .figures import new_figure, save_png
 
 if TYPE_CHECKING:
     from timm_transfusion.init.scales import TensorScale
@@ -17,7 +15,7 @@ if TYPE_CHECKING:
 def plot_weight_scales(scales: Sequence[TensorScale], path: str | Path, *, title: str = "") -> Path:
     """Std of every weight tensor (y, log) per init (one line each) against the tensor's depth (x)."""
     inits = list(scales[0].std)
-    figure = Figure(figsize=(max(6.0, 0.12 * len(scales) + 3.0), 3.8), dpi=120)
+    figure = new_figure(figsize=(max(6.0, 0.12 * len(scales) + 3.0), 3.8), dpi=120)
     axes = figure.subplots()
     positions = range(len(scales))
     for init in inits:
@@ -35,7 +33,4 @@ def plot_weight_scales(scales: Sequence[TensorScale], path: str | Path, *, title
     axes.legend(frameon=False, fontsize=8)
     axes.set_title(title or "Per-layer weight scale: source vs the inits", fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    return path
+    return save_png(figure, path)

@@ -11,7 +11,8 @@ import evaluate
 import numpy as np
 from sklearn.metrics import accuracy_score
 
-from .errors import MetricConfigError
+# absolute: evaluate.load() runs this file as a standalone script, where relative imports fail
+from timm_transfusion.train.metrics.errors import MetricConfigError
 
 # Same inputs as roc_auc, so both compose in evaluate.combine; repeated here because evaluate.load(path)
 # imports each module file on its own.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ...errors import TransfusionError
+# Absolute: evaluate.load copies a metric script and its relative imports into its own module cache, where
+# a relative import above this package would not resolve.
+from timm_transfusion.errors import TransfusionError
 
 
 class MetricConfigError(TransfusionError, ValueError):

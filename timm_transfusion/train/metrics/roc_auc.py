@@ -14,7 +14,8 @@ import evaluate
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from .errors import MetricConfigError
+# absolute: evaluate.load() runs this file as a standalone script, where relative imports fail
+from timm_transfusion.train.metrics.errors import MetricConfigError
 
 _FEATURES = {
     "multiclass": datasets.Features(
