@@ -35,3 +35,7 @@ class SourceMismatchError(SourceError):
 
 class SourceUnavailableError(SourceError):
     """The source weights could not be fetched (offline, not cached, or no download location)."""
+
+
+class ScaleError(InitError):
+    """The weight-scale analysis has no tensor it can compare (no positive standard deviation)."""

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .apply import apply_init
+from .errors import ScaleError
 from .groups import block_groups
 from .registry import resolve_init
 from .sampling import norm_keys
@@ -83,7 +84,7 @@ def log_ratio_summary(scales: Sequence[TensorScale], init: str, reference: str =
     and the fraction of tensors within a factor 1.25 of the reference."""
     ratios = [r for r in (s.ratio(init, reference) for s in scales) if r is not None and r > 0]
     if not ratios:
-        raise ValueError(f"no tensor has a positive {init!r}/{reference!r} std ratio")
+        raise ScaleError(f"no tensor has a positive {init!r}/{reference!r} std ratio")
     logs = [math.log2(r) for r in ratios]
     mean_log = sum(logs) / len(logs)
     mean_abs_log = sum(abs(v) for v in logs) / len(logs)

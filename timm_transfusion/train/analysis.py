@@ -17,6 +17,7 @@ import numpy as np
 
 from ..files import read_jsonl
 from .convergence import crossing_step, log_step_area, log_step_areas, threshold_key
+from .errors import AnalysisError
 from .run_folder import read_eval_predictions
 from .stats import Contrast, SeedSummary, auc_replicates, bootstrap_indices, paired_contrast, summarize_seeds
 
@@ -42,7 +43,7 @@ class RunData:
             return log_step_area(self.steps.tolist(), self.auc.tolist()) if self.steps.size > 1 else None
         if metric.startswith("steps@"):
             return crossing_step(self.steps.tolist(), self.auc.tolist(), float(metric.removeprefix("steps@")))
-        raise ValueError(f"unknown metric {metric!r}; choose final_auc, area or steps@THRESHOLD")
+        raise AnalysisError(f"unknown metric {metric!r}; choose final_auc, area or steps@THRESHOLD")
 
     def value_replicates(self, metric: str) -> np.ndarray | None:
         """(R,) bootstrap replicates of ``final_auc`` or ``area``; None without predictions."""

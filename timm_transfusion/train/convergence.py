@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from .errors import AnalysisError
+
 
 def evaluation_steps(max_steps: int, *, every: int, log_start: int = 10) -> list[int]:
     """Steps to evaluate at: ``log_start``, 2·``log_start``, 4·… (doubling; 0 turns it off), every ``every``-th
@@ -55,7 +57,7 @@ def log_step_areas(steps: Sequence[float], curves: np.ndarray) -> np.ndarray:
     """
     x = np.log(np.asarray(steps, dtype=np.float64))
     if x.size < 2 or np.any(np.diff(x) <= 0):
-        raise ValueError(f"need at least two positive, increasing evaluation steps, got {list(steps)}")
+        raise AnalysisError(f"need at least two positive, increasing evaluation steps, got {list(steps)}")
     y = np.asarray(curves, dtype=np.float64)
     return np.sum((y[:, 1:] + y[:, :-1]) / 2 * np.diff(x), axis=1) / (x[-1] - x[0])
 

@@ -24,6 +24,7 @@ import numpy as np
 from ..files import write_text_atomic
 from ..similarity import SimilarityReport, compare
 from ..similarity.sources import default_img_size, image_batches, load_model
+from .errors import AnalysisError, AnalysisKeyError
 from .stats import Interval, bootstrap_indices, percentile_interval, resample_counts
 
 CROSS_METRICS = ("pwcca", "linear_cka")
@@ -84,7 +85,7 @@ class CrossInitSimilarity:
 
     def for_metric(self, metric: str) -> list[CrossInitLayer]:
         if metric not in self.metrics:
-            raise KeyError(f"no metric {metric!r}; metrics: {list(self.metrics)}")
+            raise AnalysisKeyError(f"no metric {metric!r}; metrics: {list(self.metrics)}")
         return [entry for entry in self.layers if entry.metric == metric]
 
     def to_dict(self) -> dict:
@@ -124,7 +125,7 @@ def cross_init_similarity(
     """
     common = sorted(set(a_runs) & set(b_runs))
     if not common:
-        raise ValueError(
+        raise AnalysisError(
             f"{names[0]} ran seeds {sorted(a_runs)} and {names[1]} seeds {sorted(b_runs)}: no seed in common"
         )
     weights = resample_counts(bootstrap_indices(groups, resamples=resamples, seed=seed), groups)

@@ -20,6 +20,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats as scipy_stats
 
+from .errors import AnalysisError, AnalysisKeyError
+
 LEVEL = 0.95
 RESAMPLES = 1000
 
@@ -99,7 +101,7 @@ def summarize_seeds(values: Mapping[int, float | None]) -> SeedSummary:
 def bootstrap_indices(n: int, *, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
     """(resamples, n) image indices drawn with replacement; share them across inits and seeds to pair them."""
     if n < 1:
-        raise ValueError(f"bootstrap needs at least one eval image, got n={n}")
+        raise AnalysisError(f"bootstrap needs at least one eval image, got n={n}")
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
@@ -141,7 +143,7 @@ def auc_replicates(
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
     if scores.ndim != 2 or len(scores) != len(labels):
-        raise ValueError(
+        raise AnalysisError(
             f"scores must be (N, C) with one row per label, got {scores.shape} and {labels.shape}"
         )
     if multilabel:
@@ -224,7 +226,7 @@ def paired_contrast(
     """
     missing = sorted(set(weights) - set(values))
     if missing:
-        raise KeyError(f"no values for init {missing[0]!r}; inits with values: {', '.join(values)}")
+        raise AnalysisKeyError(f"no values for init {missing[0]!r}; inits with values: {', '.join(values)}")
     common = sorted(set.intersection(*(set(values[init]) for init in weights)))
     per_seed = {
         seed: float(sum(w * values[init][seed] for init, w in weights.items()))
@@ -282,9 +284,9 @@ def verdict(interval: Interval | None, claim: Claim, *, bound: float = 0.0, marg
     it lies within ``bound ± margin`` (``margin`` > 0).
     """
     if claim not in ("greater", "less", "equivalent"):
-        raise ValueError(f"unknown claim {claim!r}; choose greater, less or equivalent")
+        raise AnalysisError(f"unknown claim {claim!r}; choose greater, less or equivalent")
     if claim == "equivalent" and margin <= 0:
-        raise ValueError(f"an equivalence claim needs a margin > 0, got {margin}")
+        raise AnalysisError(f"an equivalence claim needs a margin > 0, got {margin}")
     if interval is None or not (math.isfinite(interval.low) and math.isfinite(interval.high)):
         return "inconclusive"
     low, high = interval.low - bound, interval.high - bound
