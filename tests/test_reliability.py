@@ -387,6 +387,8 @@ def test_cca_report_records_what_was_compared_and_names_a_random_side(
 def test_quick_and_full_demo_never_share_run_folders(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
+    from timm_transfusion.train.results import REPORT_FILES
+
     spec = importlib.util.spec_from_file_location("demo", ROOT / "scripts" / "demo.py")
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
@@ -394,7 +396,7 @@ def test_quick_and_full_demo_never_share_run_folders(monkeypatch: pytest.MonkeyP
 
     def record_output(output: Path, quick: bool) -> dict[str, Path]:
         outputs.append(output)
-        return dict.fromkeys(("results.md", "convergence.png", "filters.png", "representations.png"), output)
+        return dict.fromkeys(REPORT_FILES, output)
 
     monkeypatch.setattr(demo, "synthetic_demo", record_output)
     assert demo.main(["--quick"]) == 0 and demo.main([]) == 0

@@ -141,7 +141,7 @@ def expand_grid(
     cells = []
     for model in model_list:
         model_inits = expand_inits(model, inits)
-        check_grid(model_inits, seed_list, source, lr_list)
+        check_grid(model_inits, seed_list, source, lrs)  # --lr alone is checked with the other options
         if len(model_list) > 1:  # a slim model next to its full base takes only the inits that fit it
             skipped = {init: init_conflict(model, init) for init in model_inits if init_conflict(model, init)}
             for init, reason in skipped.items():

@@ -467,6 +467,7 @@ def train(config: TrainConfig) -> dict:
     Meant to run once per process (each grid cell is its own process); a later call in the same process
     works when it keeps the precision, and is refused with a clear error when it does not.
     """
+    config.validate()  # a bad option is named first, before what this process already ran
     _check_process_reusable(config)
     state = PartialState(cpu=_multi_cpu())
     inputs = _check_inputs(config, state)
