@@ -21,7 +21,6 @@ from accelerate.state import AcceleratorState, is_initialized
 from accelerate.utils import GradientAccumulationPlugin, is_tensorboard_available
 from datasets import Dataset
 from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
 from tqdm.auto import tqdm
 
 from ..data import (
@@ -53,6 +52,7 @@ from .run_folder import (
     temporary_twin,
     write_eval_predictions,
 )
+from .validation import create_step_scheduler
 
 
 def _multi_cpu() -> bool:
@@ -188,15 +188,7 @@ def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
     optimizer = create_optimizer_v2(
         inputs.model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay
     )
-    scheduler, _ = create_scheduler_v2(
-        optimizer,
-        sched=config.sched,
-        num_epochs=max(config.max_steps, 1),
-        warmup_epochs=config.warmup_steps,
-        min_lr=config.min_lr,
-        step_on_epochs=False,
-        updates_per_epoch=1,
-    )
+    scheduler = create_step_scheduler(optimizer, config)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(
         inputs.model, optimizer, train_loader, eval_loader
     )

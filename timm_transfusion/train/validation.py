@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TransfusionError
 
@@ -122,10 +122,25 @@ def check_optimizer(config: TrainConfig) -> None:
         raise TrainConfigError(f"--opt {config.opt!r} cannot be used here: {error}") from error
 
 
+def create_step_scheduler(optimizer: Any, config: TrainConfig) -> Any:
+    """timm's scheduler for ``config`` stepped once per optimizer step (the loop's schedule; None: no schedule)."""
+    from timm.scheduler import create_scheduler_v2
+
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=config.sched,
+        num_epochs=max(config.max_steps, 1),
+        warmup_epochs=config.warmup_steps,
+        min_lr=config.min_lr,
+        step_on_epochs=False,
+        updates_per_epoch=1,
+    )
+    return scheduler
+
+
 def check_scheduler(config: TrainConfig) -> None:
     """Build the per-step schedule timm will build (older timm returns no scheduler for an unknown name)."""
     import torch
-    from timm.scheduler import create_scheduler_v2
 
     unknown = TrainConfigError(
         f"--sched {config.sched!r} is not a timm scheduler{suggest(config.sched, list(SCHEDULERS))} "
@@ -133,15 +148,7 @@ def check_scheduler(config: TrainConfig) -> None:
     )
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
     try:
-        scheduler, _ = create_scheduler_v2(
-            optimizer,
-            sched=config.sched,
-            num_epochs=max(config.max_steps, 1),
-            warmup_epochs=config.warmup_steps,
-            min_lr=config.min_lr,
-            step_on_epochs=False,
-            updates_per_epoch=1,
-        )
+        scheduler = create_step_scheduler(optimizer, config)
     except (AssertionError, ValueError) as error:  # e.g. plateau, which only steps per epoch
         if config.sched not in SCHEDULERS:
             raise unknown from error
