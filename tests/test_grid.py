@@ -123,9 +123,8 @@ def test_jobs_get_their_own_gpus_or_a_share_of_the_cpus():
     assert job_environment(1, 4, gpus=[], cpus=[0, 1])["OMP_NUM_THREADS"] == "1"
 
 
-def test_only_one_of_many_racing_workers_takes_a_lock(tmp_path):
-    path = tmp_path / "cell.lock"
-    locks = [CellLock(path) for _ in range(8)]
+def race_for(locks: list[CellLock]) -> list[CellLock]:
+    """Every lock tries to acquire at the same moment (one thread each); returns those that got it."""
     barrier, won = threading.Barrier(len(locks)), []
 
     def take(lock):
@@ -138,6 +137,13 @@ def test_only_one_of_many_racing_workers_takes_a_lock(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
+    return won
+
+
+def test_only_one_of_many_racing_workers_takes_a_lock(tmp_path):
+    path = tmp_path / "cell.lock"
+    locks = [CellLock(path) for _ in range(8)]
+    won = race_for(locks)
     assert len(won) == 1 and read_holder(path).token == won[0].token
     won[0].release()
     assert not path.exists() and locks[1].acquire()
@@ -159,18 +165,7 @@ def test_a_lock_of_a_dead_process_is_broken_by_exactly_one_of_racing_workers(tmp
     write_lock(path, pid=dead_pid(), host=socket.gethostname())
     assert is_stale(read_holder(path), stale_after=600)
     locks = [CellLock(path) for _ in range(8)]
-    barrier, won = threading.Barrier(len(locks)), []
-
-    def take(lock):
-        barrier.wait()
-        if lock.acquire():
-            won.append(lock)
-
-    threads = [threading.Thread(target=take, args=(lock,)) for lock in locks]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    won = race_for(locks)
     assert len(won) == 1 and read_holder(path).token == won[0].token
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.lock"]  # nothing left aside
 
