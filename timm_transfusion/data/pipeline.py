@@ -64,13 +64,15 @@ def choose_pipeline(requested: str, splits: Mapping[str, datasets.Dataset]) -> P
     for dataset in splits.values():
         sizes.update(image_sizes(dataset))
     if len(sizes) > 1:
-        shown = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(3))
+        shown = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(3)) + (
+            ", ..." if len(sizes) > 3 else ""
+        )
         if requested == "device":
             raise PipelineError(
                 f"--pipeline device needs images of one size; these splits hold {len(sizes)} sizes "
-                f"({shown}, ...); use --pipeline pil (or auto, which picks it)"
+                f"({shown}); use --pipeline pil (or auto, which picks it)"
             )
-        return PipelineChoice("pil", f"images of {len(sizes)} sizes ({shown}, ...)")
+        return PipelineChoice("pil", f"images of {len(sizes)} sizes ({shown})")
     (width, height), count = next(iter(sizes.items()), ((0, 0), 0))
     nbytes = 3 * width * height * count
     described = f"{count} images of {width}x{height} px, {nbytes / 2**20:.1f} MiB as uint8"

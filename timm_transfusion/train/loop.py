@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -363,6 +365,20 @@ def _sync_history(session: _Session) -> None:
     history.running_loss, history.running_count = session.running_loss.item(), session.running_count
 
 
+@contextmanager
+def _contiguous_weights(session: _Session, config: TrainConfig) -> Iterator[None]:
+    """Weights in the standard layout while they are saved: safetensors refuses channels-last tensors."""
+    if not config.channels_last:
+        yield
+        return
+    model = session.accelerator.unwrap_model(session.model)
+    model.to(memory_format=torch.contiguous_format)
+    try:
+        yield
+    finally:
+        model.to(memory_format=torch.channels_last)
+
+
 def _save_checkpoint(config: TrainConfig, session: _Session) -> None:
     """``save_state`` into a temporary folder, renamed into place only once every process has written."""
     accelerator, folder = session.accelerator, Path(config.output)
@@ -370,7 +386,8 @@ def _save_checkpoint(config: TrainConfig, session: _Session) -> None:
     session.throughput.pause()
     final = checkpoint_dir(folder, session.step)
     staging = temporary_twin(final)
-    accelerator.save_state(str(staging))
+    with _contiguous_weights(session, config):
+        accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for written in staging.iterdir():  # safetensors writes its files 0600; everything else is 0644
@@ -489,12 +506,13 @@ def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions
     accelerator.wait_for_everyone()
     summary = _summary(config, session, inputs, select)
     if accelerator.is_main_process:
-        export_model(
-            accelerator.unwrap_model(session.model),
-            folder,
-            data_config=session.data_config,
-            label_names=inputs.labels.names,
-        )
+        with _contiguous_weights(session, config):
+            export_model(
+                accelerator.unwrap_model(session.model),
+                folder,
+                data_config=session.data_config,
+                label_names=inputs.labels.names,
+            )
         if config.save_predictions:
             staging = temporary_twin(folder / PREDICTIONS)
             with staging.open("wb") as handle:
