@@ -216,7 +216,9 @@ def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=config.grad_accum, sync_with_dataloader=False
         ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+        dataloader_config=DataLoaderConfiguration(
+            use_seedable_sampler=True, data_seed=config.seed, non_blocking=torch.cuda.is_available()
+        ),
         log_with=_trackers(config),
         project_dir=config.output,
     )
