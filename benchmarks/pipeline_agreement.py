@@ -107,9 +107,12 @@ def main() -> None:
         aucs["device"], aucs["pil"], image_replicates=replicates["device"] - replicates["pil"]
     )
     outcome = verdict(contrast.interval, "equivalent", margin=MARGIN)
+    differ = [claim for claim in ("greater", "less") if verdict(contrast.interval, claim) == "supported"]
     lines += [
         "",
         f"Device - PIL, paired by seed and image: **{contrast.interval.format()}** ({contrast.interval.method}).",
+        f"A difference between the pipelines: **{'detected (device ' + differ[0] + ')' if differ else 'none detected'}**"
+        " (the interval " + ("excludes" if differ else "contains") + " 0).",
         f"Claim 'the pipelines train equally good models' (|difference| < {MARGIN} AUC): **{outcome}**.",
     ]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -121,6 +124,7 @@ def main() -> None:
                 "auc": aucs,
                 "difference": contrast.to_dict(),
                 "verdict": outcome,
+                "difference_detected": bool(differ),
             },
             indent=2,
         )

@@ -48,13 +48,15 @@ def levels(device_input: torch.Tensor, pil_input: torch.Tensor, data_config: dic
 
 
 def one(name: str, images: torch.Tensor, box, size, flip=False) -> torch.Tensor:
+    """uint8 images resized as grey levels, clipped to 0..255 as PIL clips."""
     return resized_crops(
-        images,
+        images.float(),
         torch.tensor([box], dtype=torch.float32),
         size,
         flip=torch.tensor([flip]),
         filters=(name,),
         codes=torch.tensor([FILTERS.index(name)]),
+        bounds=(torch.tensor(0.0), torch.tensor(255.0)),
     )[0]
 
 

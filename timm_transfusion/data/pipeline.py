@@ -154,7 +154,9 @@ class ModelInputs:
         images = batch["pixel_values"]
         if self.mean.device != images.device:
             self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
+        images = (images.float() - self.mean) / self.std  # on the device path: the small source images
         if self.device_path:
+            bounds = (-self.mean / self.std, (255 - self.mean) / self.std)  # 0 and 255 grey levels
             images = resized_crops(
                 images,
                 batch["crop_box"],
@@ -162,8 +164,8 @@ class ModelInputs:
                 flip=batch["flip"],
                 filters=self.filters,
                 codes=batch["filter"],
+                bounds=bounds,
             )
-        images = (images.float() - self.mean) / self.std
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
 

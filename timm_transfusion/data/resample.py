@@ -42,15 +42,17 @@ def _filter(name: str, x: torch.Tensor) -> torch.Tensor:
 def resample_weights(
     start: torch.Tensor, length: torch.Tensor, size_in: int, size_out: int, name: str
 ) -> torch.Tensor:
-    """(B, size_out, size_in) taps mapping the span ``[start, start + length)`` of each input onto ``size_out`` px."""
+    """(B, size_out, size_in) taps mapping the span ``[start, start + length)`` of each input onto ``size_out``
+    px; a negative ``length`` runs the span backwards (a mirrored crop, at no extra cost)."""
     scale = (length / size_out)[:, None, None]
     centre = start[:, None, None] + (torch.arange(size_out, device=start.device)[None, :, None] + 0.5) * scale
-    position = torch.arange(size_in, device=start.device, dtype=start.dtype)[None, None, :]
     if name == "nearest":  # PIL: the input pixel under the output pixel's centre
         nearest = centre.floor().clamp(0, size_in - 1)
+        position = torch.arange(size_in, device=start.device, dtype=start.dtype)[None, None, :]
         return (position == nearest).to(start.dtype)
-    widen = scale.clamp(min=1.0)
-    taps = _filter(name, (position + 0.5 - centre) / widen)
+    inverse_widen = 1 / scale.abs().clamp(min=1.0)  # downscaling widens the filter: PIL's antialiasing
+    pixel_centres = torch.arange(size_in, device=start.device, dtype=start.dtype)[None, None, :] + 0.5
+    taps = _filter(name, (pixel_centres - centre) * inverse_widen)
     return taps / taps.sum(-1, keepdim=True).clamp(min=torch.finfo(taps.dtype).tiny)
 
 
@@ -78,18 +80,37 @@ def resized_crops(
     flip: torch.Tensor,
     filters: tuple[str, ...],
     codes: torch.Tensor,
+    bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """(B, C, H, W) images -> (B, C, *size) float32 in the input's value range: each image's box
-    ``(x0, y0, w, h)`` (input px) resized to ``size`` with its filter (``codes`` index ``FILTERS``; the
-    candidates are ``filters``), mirrored left-right where ``flip``.
+    """(B, C, H, W) float images -> (B, C, *size): each image's box ``(x0, y0, w, h)`` (input px) resized to
+    ``size`` with its filter (``codes`` index ``FILTERS``; the candidates are ``filters``), mirrored
+    left-right where ``flip``.
+
+    Each output pixel is a weighted mean of input pixels (the taps sum to 1), so images normalised before
+    resizing equal images normalised after. ``bounds`` (low, high), broadcastable to (1, C, 1, 1), clip after
+    each pass as PIL clips to 0..255; only filters with negative taps (hamming, bicubic, lanczos) can overshoot.
     """
-    _, _, height, width = images.shape
+    batch, channels, height, width = images.shape
     out_h, out_w = size
     boxes = boxes.to(images.device, torch.float32)
+    mirrored = flip.to(boxes.device)
+    x_start = torch.where(mirrored, boxes[:, 0] + boxes[:, 2], boxes[:, 0])
+    x_length = torch.where(mirrored, -boxes[:, 2], boxes[:, 2])
     wy = _weights_for(boxes[:, 1], boxes[:, 3], height, out_h, filters, codes)
-    wx = _weights_for(boxes[:, 0], boxes[:, 2], width, out_w, filters, codes)
-    wx = torch.where(flip[:, None, None], wx.flip(1), wx)
-    # PIL's order: the horizontal pass, then the vertical; uint8 images are clipped to 0..255 after each pass (cubic
-    # and Lanczos taps overshoot)
-    clip = (lambda x: x.clamp_(0, 255)) if images.dtype == torch.uint8 else (lambda x: x)
-    return clip(wy[:, None] @ clip(images.float() @ wx.transpose(1, 2)[:, None]))
+    wx = _weights_for(x_start, x_length, width, out_w, filters, codes)
+    overshoots = bounds is not None and not set(filters) <= {"nearest", "box", "bilinear"}
+
+    def clip(pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.clamp_(*bounds) if overshoots else pixels
+
+    # PIL's order: the horizontal pass (one bmm over every channel's rows), then the vertical
+    rows = clip(
+        (images.reshape(batch, channels * height, width) @ wx.transpose(1, 2)).view(
+            batch, channels, height, out_w
+        )
+    )
+    per_channel = (
+        wy.unsqueeze(1).expand(batch, channels, out_h, height).reshape(batch * channels, out_h, height)
+    )
+    columns = per_channel @ rows.view(batch * channels, height, out_w)
+    return clip(columns.view(batch, channels, out_h, out_w))
