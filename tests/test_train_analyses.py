@@ -16,7 +16,7 @@ from timm_transfusion.init.scales import weight_scales
 from timm_transfusion.similarity.gabor import GaborScores, gabor, score_seed_filter_pairs
 from timm_transfusion.train.analyses import (
     gabor_above_null,
-    gabor_difference,
+    gabor_init_summary,
     gabor_interval,
     gabor_seed_contrast,
     gabor_table,
@@ -34,10 +34,12 @@ def _scores(values, null_mean=0.3) -> GaborScores:
 
 def test_a_known_difference_in_gabor_scores_is_detected_and_none_contains_zero():
     rng = np.random.default_rng(0)
+    weights = {"a": 1.0, "b": -1.0}
     high, low = _scores(rng.normal(0.8, 0.05, 64)), _scores(rng.normal(0.6, 0.05, 64))
-    assert gabor_difference(high, low).low > 0.15
+    assert gabor_seed_contrast({"a": {0: high}, "b": {0: low}}, weights).interval.low > 0.15
     same_a, same_b = _scores(rng.normal(0.6, 0.05, 64)), _scores(rng.normal(0.6, 0.05, 64))
-    assert gabor_difference(same_a, same_b).contains(0.0)
+    one_seed = gabor_seed_contrast({"a": {0: same_a}, "b": {0: same_b}}, weights)
+    assert one_seed.interval.contains(0.0) and one_seed.interval.method == "1 seed: filters only"
     interval = gabor_interval(high)
     assert interval.low < interval.estimate < interval.high
     assert gabor_above_null(high).estimate == pytest.approx(high.mean - 0.3)
@@ -112,6 +114,22 @@ def test_an_init_over_seeds_carries_both_the_seed_spread_and_the_filter_spread()
     width = {name: i.high - i.low for name, i in (("agree", agree), ("disagree", disagree), ("noisy", noisy))}
     assert width["disagree"] > 3 * width["agree"] and width["noisy"] > 3 * width["agree"]
     assert disagree.contains(0.7) and agree.contains(0.7)
+
+
+def test_seeds_that_start_from_the_same_source_filters_count_as_one_set_of_filters():
+    """Every pretrained seed starts from the source's filters: resampling them once per seed would narrow
+    their interval by sqrt(seeds) as if there were three sets."""
+    source = _scores(np.random.default_rng(0).normal(0.9, 0.05, 8))
+    summary = gabor_init_summary({0: source, 1: source, 2: source})
+    alone = gabor_init_summary({0: source})
+    triple = gabor_seed_contrast({"x": {0: source, 1: source, 2: source}}, {"x": 1.0})
+    width = {
+        name: c.interval.high - c.interval.low
+        for name, c in (("summary", summary), ("alone", alone), ("triple", triple))
+    }
+    assert width["summary"] == pytest.approx(width["alone"])
+    assert width["triple"] < 0.7 * width["summary"]
+    assert summary.interval.estimate == pytest.approx(source.mean)
 
 
 def test_gabor_finding_from_one_seed_is_inconclusive_however_clear(tmp_path):

@@ -48,19 +48,6 @@ def gabor_interval(scores: GaborScores, *, resamples: int = RESAMPLES, seed: int
     return percentile_interval(float(np.mean(scores.scores)), replicates, method="bootstrap over filters")
 
 
-def gabor_difference(
-    a: GaborScores, b: GaborScores, *, resamples: int = RESAMPLES, seed: int = 0
-) -> Interval:
-    """Mean score of ``a`` minus that of ``b`` (two sets of filters of one seed), each set's filters
-    resampled on its own (they are different filters). Within one seed only: ``gabor_seed_contrast``
-    compares inits over seeds."""
-    replicates = gabor_replicates(a, resamples=resamples, seed=seed) - gabor_replicates(
-        b, resamples=resamples, seed=seed + 1
-    )
-    estimate = float(np.mean(a.scores) - np.mean(b.scores))
-    return percentile_interval(estimate, replicates, method="bootstrap over filters")
-
-
 def gabor_above_null(scores: GaborScores, *, resamples: int = RESAMPLES, seed: int = 0) -> Interval:
     """Mean score minus the null's mean (noise of the same shape scores ``null_mean``), over the filters."""
     interval = gabor_interval(scores, resamples=resamples, seed=seed)
@@ -130,6 +117,23 @@ def _init_when(by_seed: Mapping[int, Mapping[str, GaborScores]], when: str) -> d
     return {s: by_time[when] for s, by_time in by_seed.items()}
 
 
+def _distinct(runs: Mapping[int, GaborScores]) -> dict[int, GaborScores]:
+    """The runs whose filters differ: every seed of ``pretrained`` starts from the same source filters,
+    which are one set of filters (resampled once), not one per seed."""
+    kept: dict[int, GaborScores] = {}
+    for s, result in runs.items():
+        if all(result.scores != other.scores for other in kept.values()):
+            kept[s] = result
+    return kept
+
+
+def gabor_init_summary(runs: Mapping[int, GaborScores], *, resamples: int = RESAMPLES) -> Contrast:
+    """One init's mean score over its seeds at one time (``runs[seed]``, e.g. every seed after
+    fine-tuning) with its interval across seeds (``gabor_seed_contrast``); seeds with identical filters
+    count once."""
+    return gabor_seed_contrast({"init": _distinct(runs)}, {"init": 1.0}, resamples=resamples)
+
+
 def gabor_table(scores: GaborBySeed) -> list[str]:
     """Markdown lines: per init the mean Gabor score over seeds before and after fine-tuning with its 95 %
     interval across seeds, each seed's score after with its interval over that seed's filters, the share
@@ -140,7 +144,7 @@ def gabor_table(scores: GaborBySeed) -> list[str]:
         "|---|---:|---:|---:|---|---:|---:|",
     ]
     for init, by_seed in scores.items():
-        across = {when: gabor_seed_contrast({init: _init_when(by_seed, when)}, {init: 1.0}) for when in WHEN}
+        across = {when: gabor_init_summary(_init_when(by_seed, when)) for when in WHEN}
         per_seed = "; ".join(
             f"{s}: {gabor_interval(by_time['after']).format()}" for s, by_time in by_seed.items()
         )
@@ -184,13 +188,13 @@ def gabor_rows(scores: GaborBySeed) -> list[dict]:
                         "null_q95": result.null_q95,
                     }
                 )
-            across = gabor_seed_contrast({init: runs}, {init: 1.0})
+            across = gabor_init_summary(runs)
             rows.append(
                 {
                     "init": init,
                     "when": when,
                     "seed": "all",
-                    "filters": sum(len(r.scores) for r in runs.values()),
+                    "filters": sum(len(r.scores) for r in _distinct(runs).values()),
                     "mean": across.interval.estimate,
                     **_bounds(across.interval),
                     "above_null": float(np.mean([r.above_null for r in runs.values()])),
