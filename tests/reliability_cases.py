@@ -137,6 +137,20 @@ def _other_run(tmp: Path) -> None:
     )
 
 
+def _mixed_sizes(tmp: Path) -> None:
+    """A saved dataset whose images have two sizes (only the PIL path can batch them)."""
+    import datasets
+    import PIL.Image
+
+    images = [PIL.Image.new("RGB", size, (i * 30, 0, 0)) for i, size in enumerate([(32, 32), (40, 32)] * 4)]
+    split = datasets.Dataset.from_dict({"image": images, "label": [0, 1] * 4})
+    datasets.disable_progress_bars()
+    try:
+        datasets.DatasetDict({"train": split, "val": split}).save_to_disk(tmp / "mixed")
+    finally:
+        datasets.enable_progress_bars()
+
+
 def _both(*setups: Callable[[Path], None]) -> Callable[[Path], None]:
     def run_all(tmp: Path) -> None:
         for setup in setups:
@@ -160,6 +174,15 @@ CASES: list[Case] = [
     ),
     Case("train --sched plateau", TRAIN, "--sched plateau", r"--sched 'plateau' cannot schedule per step"),
     Case("train --workers -1", TRAIN, "--workers -1", r"--workers must be >= 0, got -1"),
+    Case("train --pipeline gpu", TRAIN, "--pipeline gpu", r"invalid choice: 'gpu'"),
+    Case(
+        "train --pipeline device (images of two sizes)",
+        "train --model test_resnet --dataset hf:{tmp}/mixed --output {out} --max-steps 1 --batch-size 4 "
+        "--no-progress --log-with none",
+        "--pipeline device",
+        r"--pipeline device needs images of one size; these splits hold 2 sizes \(32x32 \(8\), 40x32 \(8\)\)",
+        setup=_mixed_sizes,
+    ),
     Case(
         "train --model resnet5O",
         TRAIN,

@@ -45,6 +45,8 @@ RUN_CONTROL_KEYS = frozenset(
         "progress",
         "log_with",
         "workers",
+        "channels_last",
+        "compile",
         "save_predictions",
         "checkpoint_every",
         "keep_checkpoints",

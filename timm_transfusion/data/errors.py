@@ -11,3 +11,7 @@ class DatasetSpecError(TransfusionError, ValueError):
 
 class LabelError(TransfusionError, ValueError):
     """Labels that do not fit the task (outside ``num_classes``, wrong shape, empty split)."""
+
+
+class PipelineError(TransfusionError, ValueError):
+    """An input pipeline the data cannot take (``--pipeline device`` on mixed sizes) or an unknown name."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, field, fields
 
-from .validation import TrainConfigError, validate_config
+from .validation import PIPELINE_CHOICES, TrainConfigError, validate_config
 
 __all__ = ["TrainConfig", "TrainConfigError", "add_train_arguments", "config_from_args"]
 
@@ -28,6 +28,11 @@ class TrainConfig:
     num_classes: int | None = None
     img_size: int | None = None
     augment: bool = True
+    pipeline: str = (
+        "auto"  # device (uint8 batches resized on the device) | pil (timm's PIL transforms) | auto
+    )
+    channels_last: bool = False
+    compile: bool = False
     batch_size: int = 64
     eval_batch_size: int | None = None
     grad_accum: int = 1
@@ -110,6 +115,19 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, grid: bool = False) 
         "--img-size", type=int, default=None, help="resize images to this size in px (default: native)"
     )
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="no random crop / flip")
+    parser.add_argument(
+        "--pipeline",
+        choices=PIPELINE_CHOICES,
+        default=d.pipeline,
+        help="input pipeline: device (uint8 batches cropped and resized on the device), pil (timm's PIL "
+        "transforms per image) or auto (device when all images share one size and fit in memory)",
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory format for model and inputs"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (first steps compile)"
+    )
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
     parser.add_argument("--eval-batch-size", type=int, default=None)
     parser.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation steps")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from accelerate import Accelerator
 
-from ..data import LabelInfo, normalize_on_device
+from ..data import LabelInfo
 from .metrics import classification_metrics
 
 
@@ -24,9 +26,14 @@ def scores_from_logits(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_model(
-    accelerator: Accelerator, model: torch.nn.Module, loader, data_config: dict, labels: LabelInfo
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    loader,
+    to_model: Callable[[dict], torch.Tensor],
+    labels: LabelInfo,
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Metrics over every eval image exactly once (``gather_for_metrics`` drops the padding of uneven shards).
+    """Metrics over every eval image exactly once (``gather_for_metrics`` drops the padding of uneven shards);
+    ``to_model`` turns a batch into the model's input (``data.ModelInputs``).
 
     Returns (metrics with loss/auc/accuracy[/auc_per_label or auc_per_class]/num_samples, predictions with
     ``index`` (N,), ``scores`` (N, C), ``labels`` (N,) or (N, K)).
@@ -35,7 +42,7 @@ def evaluate_model(
     metric = classification_metrics(multilabel=labels.multilabel)
     indices, all_scores, all_labels, loss_sum = [], [], [], 0.0
     for batch in loader:
-        logits = model(normalize_on_device(batch["pixel_values"], data_config)).float()
+        logits = model(to_model(batch)).float()
         loss = (
             torch.nn.functional.cross_entropy(logits, batch["label"], reduction="none")
             if not labels.multilabel

@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,22 +26,24 @@ from timm.optim import create_optimizer_v2
 from tqdm.auto import tqdm
 
 from ..data import (
+    InputPipeline,
     LabelError,
     LabelInfo,
-    TransformedDataset,
-    build_transform,
+    ModelInputs,
+    PipelineChoice,
+    build_pipeline,
     check_labels,
+    choose_pipeline,
     data_config_for,
     label_info,
     load_dataset_spec,
-    normalize_on_device,
 )
 from ..files import default_file_mode
 from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_atomic, write_jsonl_atomic
 from .config import TrainConfig, TrainConfigError
 from .convergence import TrainHistory, best_auc, evaluation_steps, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
-from .faults import NoIntactCheckpointError
+from .faults import CompileError, NoIntactCheckpointError, is_compile_failure
 from .model import check_image_size, create_model
 from .run_folder import (
     all_checkpoints,
@@ -75,7 +79,8 @@ def _tracker_config(config: TrainConfig) -> dict:
 
 @dataclass
 class _Inputs:
-    """Everything step 1 checked: the two splits, their labels, the image size and the initialized model."""
+    """Everything step 1 checked: the splits, their labels, the image size, the input pipeline and the
+    initialized model."""
 
     train_ds: Dataset
     eval_ds: Dataset
@@ -83,8 +88,46 @@ class _Inputs:
     img_size: int
     model: torch.nn.Module | None  # None only when check_run was asked not to build it
     start_over: bool
+    pipeline: PipelineChoice
     held: str = "empty"  # what the output folder held: "empty", "same" (this run) or "different"
     select_ds: Dataset | None = None  # evaluated once at the end (experiments choose the lr on it)
+
+    def pipeline_for(
+        self, dataset: Dataset, config: TrainConfig, data_config: dict, *, training: bool
+    ) -> InputPipeline:
+        """The chosen input pipeline for one split, augmented (``--no-augment`` aside) when ``training``."""
+        return build_pipeline(
+            dataset,
+            data_config,
+            pipeline=self.pipeline.name,
+            training=training,
+            augment=config.augment,
+            seed=config.seed,
+            channels_last=config.channels_last,
+            progress=config.progress,
+        )
+
+
+@dataclass
+class _Throughput:
+    """Training images per second between evaluations, leaving out the time spent evaluating and checkpointing
+    (each pause follows a host sync, so queued device work is counted)."""
+
+    images: int = 0
+    seconds: float = 0.0
+    since: float = field(default_factory=time.perf_counter)
+
+    def pause(self) -> None:
+        self.seconds += time.perf_counter() - self.since
+
+    def restart(self) -> None:
+        self.since = time.perf_counter()
+
+    def take(self) -> float | None:
+        """The rate since the last ``take`` (None before any training step), and a fresh count."""
+        rate = self.images / self.seconds if self.images and self.seconds > 0 else None
+        self.images, self.seconds = 0, 0.0
+        return rate
 
 
 @dataclass
@@ -95,10 +138,12 @@ class _Session:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: object | None
-    train_set: TransformedDataset
+    train_set: torch.utils.data.Dataset  # has set_epoch: augmentation is seeded per (seed, epoch, image)
     train_loader: torch.utils.data.DataLoader
     eval_loader: torch.utils.data.DataLoader
     data_config: dict
+    train_inputs: ModelInputs
+    eval_inputs: ModelInputs
     history: TrainHistory = field(default_factory=TrainHistory)
     step: int = 0
     micro_batch: int = 0
@@ -106,6 +151,7 @@ class _Session:
     # Training loss summed since the last evaluation, on the device (float64: the same sums as Python floats).
     running_loss: torch.Tensor | None = None
     running_count: int = 0
+    throughput: _Throughput = field(default_factory=_Throughput)
 
 
 def check_run(config: TrainConfig, *, build_model: bool = True) -> None:
@@ -140,11 +186,13 @@ def _check_inputs(config: TrainConfig, state: PartialState, *, build_model: bool
     if holds == "same" and config.resume and (folder / SUMMARY).is_file():
         return json.loads((folder / SUMMARY).read_text())
     img_size = config.img_size or max(train_ds[0]["image"].size)
+    splits = {"train": train_ds, "eval": eval_ds, **({"select": select_ds} if select_ds is not None else {})}
+    pipeline = choose_pipeline(config.pipeline, splits)
     model = create_model(config, labels.num_classes) if build_model else None
     if model is not None:
         check_image_size(model, img_size)
     start_over = holds == "different" or (holds == "same" and not config.resume)
-    return _Inputs(train_ds, eval_ds, labels, img_size, model, start_over, holds, select_ds)
+    return _Inputs(train_ds, eval_ds, labels, img_size, model, start_over, pipeline, holds, select_ds)
 
 
 def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> None:
@@ -168,32 +216,46 @@ def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=config.grad_accum, sync_with_dataloader=False
         ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+        dataloader_config=DataLoaderConfiguration(
+            use_seedable_sampler=True, data_seed=config.seed, non_blocking=torch.cuda.is_available()
+        ),
         log_with=_trackers(config),
         project_dir=config.output,
     )
+    accelerator.print(f"input pipeline: {inputs.pipeline.name} ({inputs.pipeline.reason})")
     data_config = data_config_for(inputs.model, inputs.img_size)
-    train_set = TransformedDataset(
-        inputs.train_ds, build_transform(data_config, training=True, augment=config.augment), seed=config.seed
+    train = inputs.pipeline_for(inputs.train_ds, config, data_config, training=True)
+    evaluation = inputs.pipeline_for(inputs.eval_ds, config, data_config, training=False)
+    train_loader = train.loader(
+        batch_size=config.batch_size, shuffle=True, drop_last=True, workers=config.workers
     )
-    eval_set = TransformedDataset(
-        inputs.eval_ds, build_transform(data_config, training=False), seed=config.seed
+    eval_loader = evaluation.loader(
+        batch_size=config.eval_batch_size or config.batch_size,
+        shuffle=False,
+        drop_last=False,
+        workers=config.workers,
     )
-    train_loader = torch.utils.data.DataLoader(
-        train_set, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers
-    )
-    eval_loader = torch.utils.data.DataLoader(
-        eval_set, batch_size=config.eval_batch_size or config.batch_size, num_workers=config.workers
-    )
-    optimizer = create_optimizer_v2(
-        inputs.model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay
-    )
+    model = inputs.model
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = create_step_scheduler(optimizer, config)
+    if config.compile:  # in place: the state dict keeps its keys, so checkpoints resume with or without it
+        model.compile()
     model, optimizer, train_loader, eval_loader = accelerator.prepare(
-        inputs.model, optimizer, train_loader, eval_loader
+        model, optimizer, train_loader, eval_loader
     )
     session = _Session(
-        accelerator, model, optimizer, scheduler, train_set, train_loader, eval_loader, data_config
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        train.dataset,
+        train_loader,
+        eval_loader,
+        data_config,
+        train.to_model,
+        evaluation.to_model,
     )
     accelerator.register_for_checkpointing(session.history, *([scheduler] if scheduler is not None else []))
     return session
@@ -256,13 +318,16 @@ def _resume(config: TrainConfig, session: _Session, inputs: _Inputs) -> None:
 def _evaluate_and_record(config: TrainConfig, session: _Session, labels: LabelInfo) -> dict:
     """Evaluate, append the record to the history and metrics.jsonl, log it; returns the predictions."""
     accelerator = session.accelerator
+    train_loss = session.running_loss.item() / session.running_count if session.running_count else None
+    session.throughput.pause()
     metrics, predictions = evaluate_model(
-        accelerator, session.model, session.eval_loader, session.data_config, labels
+        accelerator, session.model, session.eval_loader, session.eval_inputs, labels
     )
     record = {
         "step": session.step,
         "epoch": session.micro_batch / len(session.train_loader),
-        "train_loss": session.running_loss.item() / session.running_count if session.running_count else None,
+        "train_loss": train_loss,
+        "train_images_per_s": session.throughput.take(),
         "lr": session.optimizer.param_groups[0]["lr"],
         "elapsed_s": time.perf_counter() - session.start_time,
         **metrics,
@@ -273,6 +338,7 @@ def _evaluate_and_record(config: TrainConfig, session: _Session, labels: LabelIn
         if config.save_predictions:  # every evaluation's per-image scores: the report bootstraps over them
             write_eval_predictions(Path(config.output), session.step, predictions)
         write_jsonl_atomic(Path(config.output) / METRICS, session.history.records)
+    session.throughput.restart()
     return predictions
 
 
@@ -280,15 +346,16 @@ def _evaluate_selection(config: TrainConfig, session: _Session, inputs: _Inputs)
     """The selection split (e.g. val) once, at the end: an experiment chooses each init's lr on it."""
     if inputs.select_ds is None:
         return None
-    dataset = TransformedDataset(
-        inputs.select_ds, build_transform(session.data_config, training=False), seed=config.seed
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.eval_batch_size or config.batch_size, num_workers=config.workers
+    selection = inputs.pipeline_for(inputs.select_ds, config, session.data_config, training=False)
+    loader = selection.loader(
+        batch_size=config.eval_batch_size or config.batch_size,
+        shuffle=False,
+        drop_last=False,
+        workers=config.workers,
     )
     accelerator = session.accelerator
     metrics, _ = evaluate_model(
-        accelerator, session.model, accelerator.prepare(loader), session.data_config, inputs.labels
+        accelerator, session.model, accelerator.prepare(loader), selection.to_model, inputs.labels
     )
     return {"split": config.select_split, **metrics}
 
@@ -300,13 +367,29 @@ def _sync_history(session: _Session) -> None:
     history.running_loss, history.running_count = session.running_loss.item(), session.running_count
 
 
+@contextmanager
+def _contiguous_weights(session: _Session, config: TrainConfig) -> Iterator[None]:
+    """Weights in the standard layout while they are saved: safetensors refuses channels-last tensors."""
+    if not config.channels_last:
+        yield
+        return
+    model = session.accelerator.unwrap_model(session.model)
+    model.to(memory_format=torch.contiguous_format)
+    try:
+        yield
+    finally:
+        model.to(memory_format=torch.channels_last)
+
+
 def _save_checkpoint(config: TrainConfig, session: _Session) -> None:
     """``save_state`` into a temporary folder, renamed into place only once every process has written."""
     accelerator, folder = session.accelerator, Path(config.output)
     _sync_history(session)
+    session.throughput.pause()
     final = checkpoint_dir(folder, session.step)
     staging = temporary_twin(final)
-    accelerator.save_state(str(staging))
+    with _contiguous_weights(session, config):
+        accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for written in staging.iterdir():  # safetensors writes its files 0600; everything else is 0644
@@ -317,6 +400,7 @@ def _save_checkpoint(config: TrainConfig, session: _Session) -> None:
         staging.rename(final)
         prune_checkpoints(folder, config.keep_checkpoints)
     accelerator.wait_for_everyone()
+    session.throughput.restart()
 
 
 def _optimizer_step(config: TrainConfig, session: _Session, batch: dict, labels: LabelInfo) -> bool:
@@ -326,7 +410,7 @@ def _optimizer_step(config: TrainConfig, session: _Session, batch: dict, labels:
     """
     accelerator, model, optimizer = session.accelerator, session.model, session.optimizer
     with accelerator.accumulate(model):
-        logits = model(normalize_on_device(batch["pixel_values"], session.data_config))
+        logits = model(session.train_inputs(batch))
         loss = task_loss(logits, batch["label"], labels.multilabel)
         accelerator.backward(loss)
         if accelerator.sync_gradients and config.clip_grad:
@@ -334,6 +418,7 @@ def _optimizer_step(config: TrainConfig, session: _Session, batch: dict, labels:
         optimizer.step()
         optimizer.zero_grad()
     session.micro_batch += 1
+    session.throughput.images += len(batch["label"]) * accelerator.num_processes
     session.running_loss += loss.detach().to(session.running_loss.dtype)
     session.running_count += 1
     return accelerator.sync_gradients
@@ -354,6 +439,7 @@ def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> d
     if session.scheduler is not None:
         session.scheduler.step_update(session.step)
     session.model.train()
+    session.throughput.restart()
     while session.step < config.max_steps:
         epoch, offset = divmod(session.micro_batch, batches_per_epoch)
         session.train_set.set_epoch(epoch)
@@ -381,7 +467,7 @@ def _train_steps(config: TrainConfig, session: _Session, labels: LabelInfo) -> d
     if last_eval_step == session.step:
         return predictions
     if history.records and history.records[-1]["step"] == session.step:  # resumed from the final checkpoint
-        return evaluate_model(accelerator, session.model, session.eval_loader, session.data_config, labels)[1]
+        return evaluate_model(accelerator, session.model, session.eval_loader, session.eval_inputs, labels)[1]
     return _evaluate_and_record(config, session, labels)
 
 
@@ -401,6 +487,7 @@ def _summary(config: TrainConfig, session: _Session, inputs: _Inputs, select: di
         "multilabel": labels.multilabel,
         "label_names": labels.names,
         "img_size": inputs.img_size,
+        "pipeline": inputs.pipeline.name,
         "steps": session.step,
         "num_processes": session.accelerator.num_processes,
         "train_samples": len(inputs.train_ds),
@@ -421,12 +508,13 @@ def _export(config: TrainConfig, session: _Session, inputs: _Inputs, predictions
     accelerator.wait_for_everyone()
     summary = _summary(config, session, inputs, select)
     if accelerator.is_main_process:
-        export_model(
-            accelerator.unwrap_model(session.model),
-            folder,
-            data_config=session.data_config,
-            label_names=inputs.labels.names,
-        )
+        with _contiguous_weights(session, config):
+            export_model(
+                accelerator.unwrap_model(session.model),
+                folder,
+                data_config=session.data_config,
+                label_names=inputs.labels.names,
+            )
         if config.save_predictions:
             staging = temporary_twin(folder / PREDICTIONS)
             with staging.open("wb") as handle:
@@ -476,6 +564,13 @@ def train(config: TrainConfig) -> dict:
         predictions = _train_steps(config, session, inputs.labels)
     except KeyboardInterrupt as interrupt:  # Python's own interrupt, now saying where and how to go on
         interrupt.args = (_interrupted_message(config, session.step),)
+        raise
+    except Exception as error:
+        if config.compile and is_compile_failure(error):
+            raise CompileError(
+                f"--compile: torch.compile could not compile {config.model} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}); train without --compile"
+            ) from error
         raise
     return _export(config, session, inputs, predictions)
 

@@ -39,6 +39,7 @@ LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
     ("init_seed", 0, False),
 )
 PRECISIONS = ("no", "fp16", "bf16")
+PIPELINE_CHOICES = ("auto", "device", "pil")  # data.pipeline.PIPELINES, without importing datasets here
 TRACKER_CHOICES = ("auto", "none")
 SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant", "wsd", "rsqrt", "plateau")
 
@@ -174,6 +175,24 @@ def check_precision(config: TrainConfig) -> None:
         )
 
 
+def check_pipeline(config: TrainConfig) -> None:
+    """A known input pipeline, and ``--compile`` only where this torch can compile at all."""
+    if config.pipeline not in PIPELINE_CHOICES:
+        raise TrainConfigError(
+            f"--pipeline {config.pipeline!r}: choose one of {', '.join(PIPELINE_CHOICES)}"
+            + suggest(config.pipeline, list(PIPELINE_CHOICES))
+        )
+    if config.compile:
+        import torch
+
+        try:
+            torch.compile(torch.nn.Identity())  # lazy: raises only where torch.compile is unsupported
+        except RuntimeError as error:
+            raise TrainConfigError(
+                f"--compile: torch.compile is not available here ({error}); train without --compile"
+            ) from error
+
+
 def check_trackers(log_with: str) -> None:
     import accelerate.utils
 
@@ -212,6 +231,7 @@ def validate_config(config: TrainConfig) -> None:
     check_output(config.output)
     parse_spec(config.dataset)
     check_precision(config)
+    check_pipeline(config)
     check_trackers(config.log_with)
     check_model(config.model)
     resolve_init(config.init)
