@@ -87,6 +87,12 @@ def test_experiment_grid_writes_the_report(tmp_path, mobilenet_weights, capsys):
     assert {f["verdict"] for f in claims.values()} <= {"supported", "contradicted", "inconclusive"}
     assert claims["Transfer speeds convergence"]["test"] == "> 0"
     assert len(claims) == 7  # every claim of the paper has a line, measured or not
+    gabor_claim = claims["Gabor-like first-layer filters appear only with pretraining"]
+    assert gabor_claim["per_seed"].keys() == {"0", "1"}  # every seed's filters, paired by seed
+    gabor = json.loads((out / "gabor.json").read_text())
+    assert {init: set(by_seed) for init, by_seed in gabor["scores"].items()} == {
+        init: {"0", "1"} for init in ("random", "pretrained", "transfusion-1")
+    }
     for picture in ("convergence.png", "filters.png", "representations.png"):
         with Image.open(out / picture) as image:
             assert image.size[0] > 300 and image.size[1] > 200

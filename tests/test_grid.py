@@ -11,10 +11,13 @@ import threading
 import time
 
 import pytest
+import timm
+from safetensors.torch import save_file
 
 from timm_transfusion.cli import main
 from timm_transfusion.train import TrainConfig
 from timm_transfusion.train.cell_lock import CellLock, is_stale, read_holder
+from timm_transfusion.train.errors import SkippedCellWarning
 from timm_transfusion.train.grid import (
     PlanError,
     build_plan,
@@ -220,3 +223,74 @@ def test_experiment_verbs_report_user_mistakes_in_one_line(tmp_path, capsys):
     assert main(["experiment", "run", str(tmp_path / "exp"), "--jobs", "0"]) == 2
     assert main(["experiment", "report", str(tmp_path / "exp")]) == 0
     assert "0/2 cells finished, 2 missing" in capsys.readouterr().out
+
+
+SLIM_PAIR = ["mobilenetv1_025", "mobilenetv1_025_slim3_w50"]  # the slim model reuses block groups 0..3
+
+
+def test_a_slim_model_next_to_its_base_leaves_out_each_init_it_cannot_take_with_a_warning(tmp_path):
+    base = TrainConfig(model="mobilenetv1_025", dataset="synthetic:fundus", output="", max_steps=2)
+    with pytest.warns(SkippedCellWarning) as caught:
+        plan = build_plan(
+            tmp_path / "exp",
+            base,
+            inits=["random", "pretrained", "transfusion-4"],
+            seeds=[0],
+            source=None,
+            models=SLIM_PAIR,
+        )
+    messages = [str(w.message) for w in caught if issubclass(w.category, SkippedCellWarning)]
+    assert len(messages) == 2
+    assert messages[0].startswith("experiment: skipping mobilenetv1_025_slim3_w50 x pretrained: ")
+    assert messages[1].startswith("experiment: skipping mobilenetv1_025_slim3_w50 x transfusion-4: ")
+    assert [c.name for c in plan.cells] == [
+        *(f"mobilenetv1_025/{i}-seed0" for i in ("random", "pretrained", "transfusion-4")),
+        "mobilenetv1_025_slim3_w50/random-seed0",
+    ]
+    write_plan(plan)
+    saved = json.loads((tmp_path / "exp" / "plan.json").read_text())["skipped"]
+    assert [(s["model"], s["init"]) for s in saved] == [
+        ("mobilenetv1_025_slim3_w50", "pretrained"),
+        ("mobilenetv1_025_slim3_w50", "transfusion-4"),
+    ]
+    assert "thinner" in saved[0]["reason"]
+    assert load_plan(tmp_path / "exp").skipped == plan.skipped
+
+
+def test_a_grid_of_one_model_skips_nothing(tmp_path):
+    plan = plan_in(tmp_path / "exp")
+    assert plan.skipped == ()
+    write_plan(plan)
+    assert json.loads((tmp_path / "exp" / "plan.json").read_text())["skipped"] == []
+
+
+def test_the_cli_shows_every_skipped_pair_once_and_the_status_lists_them(tmp_path):
+    """Python shows a warning once per location and text: each pair has its own text, so each shows."""
+    out, source = tmp_path / "exp", tmp_path / "source.safetensors"
+    save_file(timm.create_model("mobilenetv1_025").state_dict(), source)  # any weights of the base model
+    args = ["--model", "mobilenetv1_025", "--models", ",".join(SLIM_PAIR), "--dataset", "synthetic:fundus"]
+    args += ["--inits", "random,pretrained,transfusion-4", "--seeds", "1", "--source", str(source)]
+    args += ["--output", str(out)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}  # Python's default filters
+    plan = subprocess.run(
+        [sys.executable, "-m", "timm_transfusion.cli", "experiment", "plan", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for init in ("pretrained", "transfusion-4"):
+        line = f"SkippedCellWarning: experiment: skipping mobilenetv1_025_slim3_w50 x {init}:"
+        assert plan.stderr.count(line) == 1, plan.stderr
+    assert "(created): 4 cells" in plan.stdout
+    report = subprocess.run(
+        [sys.executable, "-m", "timm_transfusion.cli", "experiment", "report", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Left out of the grid (2: the model cannot take the init):" in report.stdout
+    status = json.loads((out / "status.json").read_text())
+    assert [s["init"] for s in status["skipped"]] == ["pretrained", "transfusion-4"]
+    assert "- `mobilenetv1_025_slim3_w50` × `pretrained`: " in (out / "status.md").read_text()

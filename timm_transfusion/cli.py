@@ -321,7 +321,7 @@ def _report(plan: Plan, args: argparse.Namespace) -> int:
 
     cross_init = not getattr(args, "no_cross_init", False)
     states, paths = report_grid(plan, stale_after=args.stale_after, cross_init=cross_init)
-    print("\n".join(status_lines(states)))
+    print("\n".join(status_lines(states, plan.skipped)))
     print(f"report: {paths['results.md']}" if paths else "report: no cell has finished yet")
     return 0
 

@@ -21,6 +21,7 @@ ignored, which covers the other four).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -149,13 +150,34 @@ def score_filter_pairs(
 ) -> dict[str, dict[str, GaborScores]]:
     """``pairs[init] = (before, after)`` first-layer weights -> ``{init: {"before": …, "after": …}}``, all
     against one null per filter shape."""
+    score_pair = _pair_scorer(seed)
+    return {init: score_pair(before, after) for init, (before, after) in pairs.items()}
+
+
+def score_seed_filter_pairs(
+    pairs: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]], *, seed: int = 0
+) -> dict[str, dict[int, dict[str, GaborScores]]]:
+    """``pairs[init][run_seed] = (before, after)`` for every training seed of every init ->
+    ``{init: {run_seed: {"before": …, "after": …}}}``, all against one null per filter shape."""
+    score_pair = _pair_scorer(seed)
+    return {
+        init: {run_seed: score_pair(before, after) for run_seed, (before, after) in by_seed.items()}
+        for init, by_seed in pairs.items()
+    }
+
+
+def _pair_scorer(seed: int) -> Callable[[torch.Tensor, torch.Tensor], dict[str, GaborScores]]:
+    """Scores (before, after) filters against nulls drawn once per filter shape (the same null for every
+    init and seed, so their scores differ only by their filters)."""
     nulls: dict[tuple[int, ...], torch.Tensor] = {}
-    result = {}
-    for init, (before, after) in pairs.items():
-        result[init] = {}
+
+    def score_pair(before: torch.Tensor, after: torch.Tensor) -> dict[str, GaborScores]:
+        result = {}
         for when, filters in (("before", before), ("after", after)):
             shape = tuple(filters.shape[1:])
             if shape not in nulls:
                 nulls[shape] = null_scores(shape, seed=seed)
-            result[init][when] = score_filters(filters, null=nulls[shape])
-    return result
+            result[when] = score_filters(filters, null=nulls[shape])
+        return result
+
+    return score_pair

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -19,29 +20,32 @@ import numpy as np
 from ..files import write_text_atomic
 from ..init.scales import TensorScale, log_ratio_summary, scale_table, scales_to_dict
 from ..similarity.gabor import GaborScores
-from .stats import RESAMPLES, Interval, bootstrap_indices, percentile_interval, t_interval
+from .errors import AnalysisKeyError
+from .stats import (
+    RESAMPLES,
+    Contrast,
+    Interval,
+    bootstrap_indices,
+    paired_contrast,
+    percentile_interval,
+    t_interval,
+)
 
-GaborByInit = Mapping[str, Mapping[str, GaborScores]]  # init -> "before" / "after" -> scores
+GaborByInit = Mapping[str, Mapping[str, GaborScores]]  # one seed: init -> "before" / "after" -> scores
+GaborBySeed = Mapping[str, Mapping[int, Mapping[str, GaborScores]]]  # init -> training seed -> when -> scores
+WHEN = ("before", "after")
+
+
+def gabor_replicates(scores: GaborScores, *, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(resamples,) mean score of each bootstrap resample of the filters."""
+    values = np.asarray(scores.scores)
+    return values[bootstrap_indices(values.size, resamples=resamples, seed=seed)].mean(axis=1)
 
 
 def gabor_interval(scores: GaborScores, *, resamples: int = RESAMPLES, seed: int = 0) -> Interval:
     """Mean Gabor score of the filters with a percentile bootstrap interval over the filters."""
-    values = np.asarray(scores.scores)
-    replicates = values[bootstrap_indices(values.size, resamples=resamples, seed=seed)].mean(axis=1)
-    return percentile_interval(float(values.mean()), replicates, method="bootstrap over filters")
-
-
-def gabor_difference(
-    a: GaborScores, b: GaborScores, *, resamples: int = RESAMPLES, seed: int = 0
-) -> Interval:
-    """Mean score of ``a`` minus that of ``b`` (e.g. pretrained vs random after fine-tuning), each set's
-    filters resampled on its own (they are different filters)."""
-    values_a, values_b = np.asarray(a.scores), np.asarray(b.scores)
-    replicates = values_a[bootstrap_indices(values_a.size, resamples=resamples, seed=seed)].mean(
-        axis=1
-    ) - values_b[bootstrap_indices(values_b.size, resamples=resamples, seed=seed + 1)].mean(axis=1)
-    estimate = float(values_a.mean() - values_b.mean())
-    return percentile_interval(estimate, replicates, method="bootstrap over filters")
+    replicates = gabor_replicates(scores, resamples=resamples, seed=seed)
+    return percentile_interval(float(np.mean(scores.scores)), replicates, method="bootstrap over filters")
 
 
 def gabor_above_null(scores: GaborScores, *, resamples: int = RESAMPLES, seed: int = 0) -> Interval:
@@ -57,49 +61,178 @@ def gabor_above_null(scores: GaborScores, *, resamples: int = RESAMPLES, seed: i
     )
 
 
-def gabor_table(scores: GaborByInit) -> list[str]:
-    """Markdown lines: per init the mean Gabor score before and after fine-tuning with 95 % intervals over
-    filters, the share of filters above the null's 95th percentile, and the null's mean."""
+def _stream(seed: int, side: int, run_seed: int) -> int:
+    """An independent bootstrap stream for each (side of a contrast, training seed): different runs'
+    filters are different filters and are resampled apart."""
+    return int(np.random.SeedSequence([seed, side, run_seed]).generate_state(1)[0])
+
+
+def gabor_seed_contrast(
+    scores: Mapping[str, Mapping[int, GaborScores]],
+    weights: Mapping[str, float],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Contrast | None:
+    """Σ weight·(mean filter score) over the training seeds every weighted side has, as ``stats`` does
+    for AUC: per seed the weighted sum of each side's mean score (paired by seed), a t interval over the
+    seeds whose standard error also carries the bootstrap variance over each run's filters
+    (``paired_contrast`` with the filter replicates averaged over seeds).
+
+    ``scores[side][run_seed]``: e.g. ``{"pretrained": …, "random": …}`` after fine-tuning with weights
+    ``{"pretrained": 1, "random": -1}`` (the finding), or one side with weight 1 (an init's mean over
+    seeds). One seed gives the filter bootstrap alone, which ``findings.judge`` reads as inconclusive.
+    None when no seed has every side.
+    """
+    missing = sorted(set(weights) - set(scores))
+    if missing:
+        raise AnalysisKeyError(f"no Gabor scores for {missing[0]!r}; scored: {', '.join(scores)}")
+    common = sorted(set.intersection(*(set(scores[side]) for side in weights)))
+    if not common:
+        return None
+    values = {side: {s: float(np.mean(scores[side][s].scores)) for s in common} for side in weights}
+    replicates = np.mean(
+        [
+            sum(
+                weight * gabor_replicates(scores[side][s], resamples=resamples, seed=_stream(seed, index, s))
+                for index, (side, weight) in enumerate(weights.items())
+            )
+            for s in common
+        ],
+        axis=0,
+    )
+    return paired_contrast(values, weights, image_replicates=replicates, resampled="filters")
+
+
+def _format(measured: Contrast | None) -> str:
+    if measured is None:
+        return "-"
+    interval = measured.interval
+    if not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+        return f"{interval.estimate:.3f} [no interval]"
+    return interval.format()
+
+
+def _init_when(by_seed: Mapping[int, Mapping[str, GaborScores]], when: str) -> dict[int, GaborScores]:
+    return {s: by_time[when] for s, by_time in by_seed.items()}
+
+
+def _distinct(runs: Mapping[int, GaborScores]) -> dict[int, GaborScores]:
+    """The runs whose filters differ: every seed of ``pretrained`` starts from the same source filters,
+    which are one set of filters (resampled once), not one per seed."""
+    kept: dict[int, GaborScores] = {}
+    for s, result in runs.items():
+        if all(result.scores != other.scores for other in kept.values()):
+            kept[s] = result
+    return kept
+
+
+def gabor_init_summary(runs: Mapping[int, GaborScores], *, resamples: int = RESAMPLES) -> Contrast:
+    """One init's mean score over its seeds at one time (``runs[seed]``, e.g. every seed after
+    fine-tuning) with its interval across seeds (``gabor_seed_contrast``); seeds with identical filters
+    count once."""
+    return gabor_seed_contrast({"init": _distinct(runs)}, {"init": 1.0}, resamples=resamples)
+
+
+def gabor_table(scores: GaborBySeed) -> list[str]:
+    """Markdown lines: per init the mean Gabor score over seeds before and after fine-tuning with its 95 %
+    interval across seeds, each seed's score after with its interval over that seed's filters, the share
+    of filters above the null's 95th percentile (mean over seeds) and the null's mean."""
     lines = [
-        "| init | Gabor score before | after | above null q95 (before / after) | null mean (q95) |",
-        "|---|---:|---:|---:|---:|",
+        "| init | seeds | Gabor score before [95 % across seeds] | after [95 % across seeds] | "
+        "after, per seed [95 % over its filters] | above null q95 (before / after) | null mean (q95) |",
+        "|---|---:|---:|---:|---|---:|---:|",
     ]
-    for init, by_time in scores.items():
-        before, after = by_time["before"], by_time["after"]
+    for init, by_seed in scores.items():
+        across = {when: gabor_init_summary(_init_when(by_seed, when)) for when in WHEN}
+        per_seed = "; ".join(
+            f"{s}: {gabor_interval(by_time['after']).format()}" for s, by_time in by_seed.items()
+        )
+        above = {
+            when: float(np.mean([by_time[when].above_null for by_time in by_seed.values()])) for when in WHEN
+        }
+        null = next(iter(by_seed.values()))["after"]
         lines.append(
-            f"| {init} | {gabor_interval(before).format()} | {gabor_interval(after).format()} | "
-            f"{before.above_null:.0%} / {after.above_null:.0%} | {after.null_mean:.3f} ({after.null_q95:.3f}) |"
+            f"| {init} | {len(by_seed)} | {_format(across['before'])} | {_format(across['after'])} | "
+            f"{per_seed} | {above['before']:.0%} / {above['after']:.0%} | "
+            f"{null.null_mean:.3f} ({null.null_q95:.3f}) |"
         )
     return lines
 
 
-def write_gabor(folder: str | Path, scores: GaborByInit, *, name: str = "gabor") -> dict[str, Path]:
-    """``<name>.json`` (every filter's score, the null, the intervals) and ``<name>.csv`` (one row per init
-    and time)."""
+def _bounds(interval: Interval) -> dict[str, float | None]:
+    return {
+        f"interval_{k}": (v if math.isfinite(v) else None)
+        for k, v in (("low", interval.low), ("high", interval.high))
+    }
+
+
+def gabor_rows(scores: GaborBySeed) -> list[dict]:
+    """One row per init, time and seed (its interval over its filters), then one per init and time with
+    ``seed="all"`` (the mean over seeds and its interval across seeds)."""
+    rows = []
+    for init, by_seed in scores.items():
+        for when in WHEN:
+            runs = _init_when(by_seed, when)
+            for s, result in runs.items():
+                rows.append(
+                    {
+                        "init": init,
+                        "when": when,
+                        "seed": s,
+                        "filters": len(result.scores),
+                        "mean": result.mean,
+                        **_bounds(gabor_interval(result)),
+                        "above_null": result.above_null,
+                        "null_mean": result.null_mean,
+                        "null_q95": result.null_q95,
+                    }
+                )
+            across = gabor_init_summary(runs)
+            rows.append(
+                {
+                    "init": init,
+                    "when": when,
+                    "seed": "all",
+                    "filters": sum(len(r.scores) for r in _distinct(runs).values()),
+                    "mean": across.interval.estimate,
+                    **_bounds(across.interval),
+                    "above_null": float(np.mean([r.above_null for r in runs.values()])),
+                    "null_mean": next(iter(runs.values())).null_mean,
+                    "null_q95": next(iter(runs.values())).null_q95,
+                }
+            )
+    return rows
+
+
+def write_gabor(
+    folder: str | Path,
+    scores: GaborBySeed,
+    *,
+    name: str = "gabor",
+    difference: Contrast | None = None,
+) -> dict[str, Path]:
+    """``<name>.json`` (every seed's filter scores, the null, the per-seed and across-seed intervals, and
+    ``difference``: the finding's paired contrast) and ``<name>.csv`` (``gabor_rows``)."""
     folder = Path(folder)
-    rows = [
-        {
-            "init": init,
-            "when": when,
-            "filters": len(result.scores),
-            "mean": result.mean,
-            **{
-                f"interval_{k}": v
-                for k, v in gabor_interval(result).to_dict().items()
-                if k in ("low", "high")
-            },
-            "above_null": result.above_null,
-            "null_mean": result.null_mean,
-            "null_q95": result.null_q95,
-        }
-        for init, by_time in scores.items()
-        for when, result in by_time.items()
-    ]
-    payload = {init: {when: asdict(r) for when, r in by_time.items()} for init, by_time in scores.items()}
+    rows = gabor_rows(scores)
+    payload = {
+        init: {str(s): {when: asdict(r) for when, r in by_time.items()} for s, by_time in by_seed.items()}
+        for init, by_seed in scores.items()
+    }
+    document = {
+        "summary": rows,
+        "difference": None if difference is None else _finite_dict(difference.to_dict()),
+        "scores": payload,
+    }
     paths = {"json": folder / f"{name}.json", "csv": folder / f"{name}.csv"}
-    write_text_atomic(paths["json"], json.dumps({"summary": rows, "scores": payload}, indent=2) + "\n")
+    write_text_atomic(paths["json"], json.dumps(document, indent=2, allow_nan=False) + "\n")
     write_text_atomic(paths["csv"], _csv(rows))
     return paths
+
+
+def _finite_dict(values: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
 
 
 def scale_intervals(scales: Sequence[TensorScale], init: str, reference: str = "pretrained") -> dict:

@@ -1,4 +1,5 @@
-"""Errors of the experiment analyses: what a report's statistics cannot compute from the runs they are given."""
+"""Errors and warnings of experiments: what a report's statistics cannot compute from the runs they are given,
+and the cells a grid leaves out."""
 
 from __future__ import annotations
 
@@ -12,3 +13,8 @@ class AnalysisError(TransfusionError, ValueError):
 
 class AnalysisKeyError(TransfusionError, KeyError):
     """A metric or init that the analysed results do not hold."""
+
+
+class SkippedCellWarning(UserWarning):
+    """A grid with several models left out an init one of them cannot take (a slim model and full transfer);
+    the other models still run it. ``plan.json`` lists every skipped pair under ``skipped``."""

@@ -10,7 +10,8 @@ Re-running the same command keeps finished runs and resumes interrupted ones.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..data import DatasetSpecError, load_dataset_spec
@@ -18,6 +19,7 @@ from ..init.registry import resolve_init
 from ..models.slim import init_conflict
 from ..source_kind import local_path, source_kind
 from .config import TrainConfig, TrainConfigError
+from .errors import SkippedCellWarning
 from .loop import train
 from .preflight import check_cells
 from .results import write_report
@@ -27,8 +29,11 @@ ALL_K = re.compile(r"^transfusion-\*(\+meanvar)?$")
 
 __all__ = [
     "Cell",
+    "GridExpansion",
+    "SkippedCell",
     "check_grid",
     "expand_grid",
+    "expand_grid_with_skips",
     "expand_inits",
     "init_source_for",
     "run_experiment",
@@ -48,6 +53,26 @@ class Cell:
     def key(self) -> tuple[str, str, float, int]:
         """(model, init, lr, seed): the cell's coordinates on the grid's axes."""
         return self.config.model, self.config.init, self.config.lr, self.config.seed
+
+
+@dataclass(frozen=True)
+class SkippedCell:
+    """A (model, init) pair of the grid's axes that the model cannot take, and why (``init_conflict``)."""
+
+    model: str
+    init: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GridExpansion:
+    """The cells of a grid and the (model, init) pairs it left out."""
+
+    cells: list[Cell]
+    skipped: list[SkippedCell]
 
 
 def init_source_for(init: str, source: str | None) -> str | None:
@@ -133,20 +158,40 @@ def expand_grid(
 
     ``models`` defaults to ``[base.model]``, ``lrs`` to ``[base.lr]``; every cell keeps its per-evaluation
     predictions (for the report's bootstrap) and evaluates ``base.select_split`` at the end when the dataset
-    has it.
+    has it. Inits a slim model cannot take are left out with a ``SkippedCellWarning``
+    (``expand_grid_with_skips`` also returns them).
     """
+    return expand_grid_with_skips(base, inits=inits, seeds=seeds, source=source, models=models, lrs=lrs).cells
+
+
+def expand_grid_with_skips(
+    base: TrainConfig,
+    *,
+    inits: list[str],
+    seeds: int | list[int],
+    source: str | None,
+    models: list[str] | None = None,
+    lrs: list[float] | None = None,
+) -> GridExpansion:
+    """``expand_grid``'s cells and the (model, init) pairs left out, each announced by one
+    ``SkippedCellWarning`` (its message names the pair, so Python shows every pair once)."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     model_list, lr_list = models or [base.model], lrs or [base.lr]
     select = _selection_split(base, lr_list)
-    cells = []
+    cells, skipped = [], []
     for model in model_list:
         model_inits = expand_inits(model, inits)
         check_grid(model_inits, seed_list, source, lrs)  # --lr alone is checked with the other options
         if len(model_list) > 1:  # a slim model next to its full base takes only the inits that fit it
-            skipped = {init: init_conflict(model, init) for init in model_inits if init_conflict(model, init)}
-            for init, reason in skipped.items():
-                print(f"experiment: skipping {model} x {init}: {reason}")
-            model_inits = [init for init in model_inits if init not in skipped]
+            left_out = [SkippedCell(model, i, r) for i in model_inits if (r := init_conflict(model, i))]
+            for cell in left_out:
+                warnings.warn(
+                    f"experiment: skipping {cell.model} x {cell.init}: {cell.reason}",
+                    SkippedCellWarning,
+                    stacklevel=2,
+                )
+            skipped += left_out
+            model_inits = [init for init in model_inits if init not in {c.init for c in left_out}]
         for init in model_inits:
             for lr in lr_list:
                 for seed in seed_list:
@@ -166,7 +211,7 @@ def expand_grid(
                         resume=True,
                     )
                     cells.append(Cell(name, folder, config))
-    return cells
+    return GridExpansion(cells, skipped)
 
 
 def run_experiment(

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import TransfusionError
 from ..run_folder import RUN_CONTROL_KEYS, write_json_atomic
 from .config import TrainConfig
-from .experiment import Cell, expand_grid
+from .experiment import Cell, SkippedCell, expand_grid_with_skips
 
 PLAN_FORMAT = "transfusion-plan/1"
 PLAN_FILE = "plan.json"
@@ -45,11 +45,13 @@ class PlanCell:
 
 @dataclass(frozen=True)
 class Plan:
-    """The grid of an experiment folder: what produced it (``grid``) and its cells in a fixed order."""
+    """The grid of an experiment folder: what produced it (``grid``), its cells in a fixed order, and the
+    (model, init) pairs of its axes it left out (``skipped``: a slim model cannot take full transfer)."""
 
     folder: Path
     grid: dict
     cells: tuple[PlanCell, ...]
+    skipped: tuple[SkippedCell, ...] = ()
 
     def train_config(self, cell: PlanCell) -> TrainConfig:
         """The cell's TrainConfig, its output resolved under this plan's folder."""
@@ -73,7 +75,12 @@ class Plan:
         )
 
     def to_json(self) -> dict:
-        return {"format": PLAN_FORMAT, "grid": self.grid, "cells": [c.to_json() for c in self.cells]}
+        return {
+            "format": PLAN_FORMAT,
+            "grid": self.grid,
+            "cells": [c.to_json() for c in self.cells],
+            "skipped": [s.to_json() for s in self.skipped],
+        }
 
 
 def grid_description(base: TrainConfig, axes: dict) -> dict:
@@ -85,16 +92,22 @@ def grid_description(base: TrainConfig, axes: dict) -> dict:
 
 
 def build_plan(folder: str | Path, base: TrainConfig, **axes: Any) -> Plan:
-    """The plan of a grid, not yet written: ``experiment.expand_grid`` (which checks the grid) under
-    ``folder``, each cell's folder and output stored relative to it. ``axes``: inits, seeds, source, and
-    whatever other axes ``expand_grid`` takes."""
+    """The plan of a grid, not yet written: ``experiment.expand_grid_with_skips`` (which checks the grid)
+    under ``folder``, each cell's folder and output stored relative to it, and the pairs it left out.
+    ``axes``: inits, seeds, source, and whatever other axes ``expand_grid`` takes."""
     folder = Path(folder)
+    expansion = expand_grid_with_skips(replace(base, output=str(folder)), **axes)
     cells = []
-    for index, cell in enumerate(expand_grid(replace(base, output=str(folder)), **axes)):
+    for index, cell in enumerate(expansion.cells):
         relative = Path(cell.folder).relative_to(folder).as_posix()
         config = {**cell.config.to_json(), "output": relative}
         cells.append(PlanCell(index=index, name=cell.name, folder=relative, config=config))
-    return Plan(folder=folder, grid=grid_description(base, axes), cells=tuple(cells))
+    return Plan(
+        folder=folder,
+        grid=grid_description(base, axes),
+        cells=tuple(cells),
+        skipped=tuple(expansion.skipped),
+    )
 
 
 def check_plan(plan: Plan) -> None:
@@ -140,7 +153,8 @@ def write_plan(plan: Plan, *, overwrite: bool = False) -> str:
         previous = load_plan(plan.folder)
         changes = _differences(_identity(previous.grid), _identity(plan.grid))
         if not changes:
-            if previous.grid != plan.grid:  # only run-control options (progress, workers, ...) moved
+            # Only run-control options (progress, workers, ...) moved, or a plan from before `skipped`.
+            if previous.grid != plan.grid or previous.skipped != plan.skipped:
                 write_json_atomic(path, plan.to_json())
             return "unchanged"
         if not overwrite:
@@ -176,11 +190,12 @@ def load_plan(folder: str | Path) -> Plan:
             raise PlanError(f"{path}: format {data.get('format')!r}, expected {PLAN_FORMAT!r}")
         cells = tuple(PlanCell(**cell) for cell in data["cells"])
         grid = data["grid"]
+        skipped = tuple(SkippedCell(**pair) for pair in data.get("skipped", []))
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise PlanError(f"{path} is not a readable plan ({err})") from None
     if not cells:
         raise PlanError(f"{path} has no cells")
-    return Plan(folder=folder, grid=grid, cells=cells)
+    return Plan(folder=folder, grid=grid, cells=cells, skipped=skipped)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

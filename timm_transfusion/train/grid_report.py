@@ -7,13 +7,14 @@ summary.json exists, which is written last) and writes the report files and ``st
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import write_text_atomic
 from ..run_folder import write_json_atomic
 from .cell_lock import DEFAULT_STALE_AFTER, is_stale, read_holder
-from .experiment import write_report
+from .experiment import SkippedCell, write_report
 from .grid import Plan, PlanCell, grid_cells
 from .run_folder import all_checkpoints
 from .workers import failure_path, is_finished, lock_path, log_path
@@ -56,8 +57,9 @@ def grid_status(plan: Plan, *, stale_after: float = DEFAULT_STALE_AFTER) -> list
     return [cell_state(plan, cell, stale_after=stale_after) for cell in plan.cells]
 
 
-def status_lines(states: list[CellState]) -> list[str]:
-    """Markdown: the count per state, then every cell that is not finished."""
+def status_lines(states: list[CellState], skipped: Sequence[SkippedCell] = ()) -> list[str]:
+    """Markdown: the count per state, every cell that is not finished, and the (model, init) pairs the
+    plan left out."""
     counts = {state: sum(s.state == state for s in states) for state in STATES}
     lines = [
         f"{counts['finished']}/{len(states)} cells finished"
@@ -67,6 +69,9 @@ def status_lines(states: list[CellState]) -> list[str]:
     if unfinished:
         lines += ["", "| cell | name | state | detail |", "|---:|---|---|---|"]
         lines += [f"| {s.cell.index} | {s.cell.name} | {s.state} | {s.detail} |" for s in unfinished]
+    if skipped:
+        lines += ["", f"Left out of the grid ({len(skipped)}: the model cannot take the init):"]
+        lines += [f"- `{s.model}` × `{s.init}`: {s.reason}" for s in skipped]
     return lines
 
 
@@ -76,14 +81,15 @@ def report_grid(
     """Write ``status.{json,md}`` and, when any cell has finished, the experiment report of the finished
     cells with the grid's status appended to results.md. Returns the states and the report's paths."""
     states = grid_status(plan, stale_after=stale_after)
-    lines = status_lines(states)
+    lines = status_lines(states, plan.skipped)
     write_json_atomic(
         plan.folder / "status.json",
         {
             "cells": [
                 {"index": s.cell.index, "name": s.cell.name, "state": s.state, "detail": s.detail}
                 for s in states
-            ]
+            ],
+            "skipped": [s.to_json() for s in plan.skipped],
         },
     )
     write_text_atomic(plan.folder / "status.md", "# Grid status\n\n" + "\n".join(lines) + "\n")

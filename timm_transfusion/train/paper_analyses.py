@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .analyses import gabor_difference, gabor_table, scale_intervals, write_gabor, write_weight_scales
+from .analyses import gabor_seed_contrast, gabor_table, scale_intervals, write_gabor, write_weight_scales
 from .analysis import InitRuns
 from .cross_init import cross_init_similarity, cross_init_table, write_cross_init
 from .findings import Finding, judge
@@ -22,7 +22,8 @@ SIMILARITY_MARGIN = 0.05  # "about as similar": within ±0.05 PWCCA of the seed 
 CROSS_CLAIM = "Pretrained and random converge to similar higher-layer representations"
 CROSS_STATISTIC = "PWCCA(pretrained, random) − PWCCA(random seed s, seed t), highest layer with a value"
 GABOR_CLAIM = "Gabor-like first-layer filters appear only with pretraining"
-GABOR_STATISTIC = "Gabor score of first-layer filters after fine-tuning, pretrained − random"
+GABOR_STATISTIC = "Gabor score of first-layer filters after fine-tuning, pretrained − random, paired by seed"
+COMPARED = ("pretrained", "random")
 
 
 def cross_init_section(
@@ -69,35 +70,47 @@ def cross_init_section(
 
 
 def gabor_section(
-    filters: dict[str, tuple[torch.Tensor, torch.Tensor]], *, folder: Path, name: str = "gabor"
+    filters: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]], *, folder: Path, name: str = "gabor"
 ) -> tuple[list[str], Finding, dict]:
-    """Gabor scores of every init's first-layer filters before and after fine-tuning (first seed), and the
-    finding pretrained − random after fine-tuning > 0 (bootstrap over filters)."""
-    from ..similarity.gabor import score_filter_pairs
+    """Gabor scores of every init's first-layer filters before and after fine-tuning, for every seed
+    (``filters[init][seed] = (before, after)``), and the finding pretrained − random after fine-tuning > 0,
+    paired by seed (t over seeds with the bootstrap over filters, as for AUC: one seed is inconclusive)."""
+    from ..similarity.gabor import score_seed_filter_pairs
 
-    scores = score_filter_pairs(filters)
-    write_gabor(folder, scores, name=name)
-    measured = (
-        gabor_difference(scores["pretrained"]["after"], scores["random"]["after"])
-        if {"pretrained", "random"} <= set(scores)
-        else None
-    )
-    shape = "×".join(map(str, next(iter(filters.values()))[0].shape))
+    scores = score_seed_filter_pairs(filters)
+    measured = None
+    if set(COMPARED) <= set(scores):
+        after = {init: {s: by_time["after"] for s, by_time in scores[init].items()} for init in COMPARED}
+        measured = gabor_seed_contrast(after, {"pretrained": 1.0, "random": -1.0})
+    write_gabor(folder, scores, name=name, difference=measured)
+    first = next(iter(next(iter(filters.values())).values()))[0]
+    shape = "×".join(map(str, first.shape))
+    paired = 0 if measured is None else len(measured.per_seed)
     finding = judge(
         GABOR_CLAIM,
         GABOR_STATISTIC,
         measured,
         "greater",
-        missing="needs pretrained and random runs",
-        note=f"first seed, {shape} filters",
+        missing="needs pretrained and random runs with a common seed",
+        note=f"{paired} seeds paired, {shape} filters" if paired > 1 else f"{shape} filters",
     )
     lines = [
         "Gabor score: each filter's best correlation with a fixed bank of Gabor filters (colour-weighted); "
-        "the null is noise of the same shape. 95 % intervals over filters.",
+        "the null is noise of the same shape. Every seed's filters are scored; an init's score is the mean "
+        "over seeds of each seed's mean. 95 % intervals across seeds: a t interval over seeds whose "
+        "standard error also carries the bootstrap variance over each run's filters (as for AUC, with "
+        "filters in place of eval images); per seed: a bootstrap over that seed's filters.",
         "",
         *gabor_table(scores),
         "",
     ]
+    if measured is not None:
+        per_seed = ", ".join(f"seed {s}: {v:+.3f}" for s, v in measured.per_seed.items())
+        lines += [
+            f"Pretrained − random after fine-tuning, paired by seed: {measured.interval.format()} "
+            f"({per_seed}; {measured.interval.method}).",
+            "",
+        ]
     return lines, finding, scores
 
 

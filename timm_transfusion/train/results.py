@@ -291,8 +291,9 @@ def _not_measured(claim: str, statistic: str, kind: str, reason: str) -> Finding
 def representation_effects(
     base: TrainConfig, result: ModelResults
 ) -> tuple[dict, dict[str, SimilarityReport], dict[int, SimilarityReport]]:
-    """First-layer filters (before, after) and layer change per init (first seed), and the pretrained runs'
-    layer change for every seed (the claim's statistic)."""
+    """First-layer filters (before, after) of every run (``filters[init][seed]``, for the Gabor finding over
+    seeds), layer change per init (first seed), and the pretrained runs' layer change for every seed (the
+    claim's statistic)."""
     from ..viz.filters import first_conv_weight
 
     filters, changes, pretrained_changes, images = {}, {}, {}, None
@@ -300,16 +301,16 @@ def representation_effects(
         for init, group in result.groups.items():
             for seed, run in group.runs.items():
                 first = seed == min(group.runs)
+                before, after = initial_and_final(run, replace(base, model=result.model))
+                filters.setdefault(init, {})[seed] = (first_conv_weight(before), first_conv_weight(after))
                 if not first and init != "pretrained":
                     continue
-                before, after = initial_and_final(run, replace(base, model=result.model))
                 if images is None:
                     images = eval_images(
                         base.dataset, before, split=base.eval_split, img_size=run.summary["img_size"]
                     )
                 report = representation_change(before, after, *images, init)
                 if first:
-                    filters[init] = (first_conv_weight(before), first_conv_weight(after))
                     changes[init] = report
                 if init == "pretrained":
                     pretrained_changes[seed] = report
@@ -560,12 +561,15 @@ def _model_sections(
         ]
     filters, changes = effects.filters, effects.changes
     if filters:
-        seed = min(next(iter(result.groups.values())).runs)
+        first = {init: min(by_seed) for init, by_seed in filters.items()}  # the picture shows one seed
+        seeds = set(first.values())
+        gabor = effects.gabor or {}
         plot_filters(
-            filters,
+            {init: filters[init][seed] for init, seed in first.items()},
             folder / f"filters{suffix}.png",
-            title=f"First-layer filters, {result.model} (seed {seed})",
-            scores=effects.gabor,
+            title=f"First-layer filters, {result.model} "
+            + (f"(seed {seeds.pop()})" if len(seeds) == 1 else "(first seed of each init)"),
+            scores={init: gabor[init][seed] for init, seed in first.items() if init in gabor},
         )
         lines += [f"![first-layer filters](filters{suffix}.png)", ""]
     if changes:

@@ -215,6 +215,7 @@ def paired_contrast(
     *,
     image_replicates: np.ndarray | None = None,
     level: float = LEVEL,
+    resampled: str = "eval images",
 ) -> Contrast | None:
     """Σ_init weight·value, averaged over the seeds every weighted init has, with a t interval.
 
@@ -222,7 +223,9 @@ def paired_contrast(
     "random": -1}`` (a difference) or ``{"transfusion-2": 1, "random": -0.5, "pretrained": -0.5}`` (is k=2
     past half-way between random and pretrained?). ``image_replicates`` (R,): the same contrast, averaged over
     seeds, on R bootstrap resamples of the eval images shared by every run; its variance joins the seed
-    variance in the standard error. Returns None when no seed has every weighted value.
+    variance in the standard error; ``resampled`` names what those resamples drew (the interval's method
+    says it), e.g. ``"filters"`` for replicates over each run's first-layer filters. Returns None when no
+    seed has every weighted value.
     """
     missing = sorted(set(weights) - set(values))
     if missing:
@@ -257,9 +260,9 @@ def paired_contrast(
     quantile = (
         float(scipy_stats.t.ppf((1 + level) / 2, dof)) if math.isfinite(dof) else _normal_quantile(level)
     )
-    method = f"paired t over {n} seeds" if n > 1 else "1 seed: eval images only"
+    method = f"paired t over {n} seeds" if n > 1 else f"1 seed: {resampled} only"
     if image_replicates is not None and n > 1:
-        method += " + bootstrap over eval images (Welch-Satterthwaite df)"
+        method += f" + bootstrap over {resampled} (Welch-Satterthwaite df)"
     interval = Interval(estimate, estimate - quantile * se, estimate + quantile * se, level, method)
     return Contrast(interval, per_seed, dict(weights))
 

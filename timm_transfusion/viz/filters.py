@@ -77,7 +77,7 @@ def plot_filters(
     """``pairs[init] = (before, after)`` first-layer weights; one row per init, before | after.
 
     Each panel is ``PANEL_WIDTH`` inches wide and as tall as its mosaic, so small kernels (MobileNet's
-    8 filters of 3×3) fill their panels. ``scores`` (from ``similarity.gabor.score_filter_pairs``) adds
+    8 filters of 3×3) fill their panels. ``scores`` (``similarity.gabor.score_filter_pairs``: one seed) adds
     each panel's mean Gabor score to its title.
     """
     mosaics = {init: (filter_grid(before), filter_grid(after)) for init, (before, after) in pairs.items()}
