@@ -48,10 +48,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def epochs(pipeline, loader):
+    """Batches of epoch after epoch, each one loaded afresh (``itertools.cycle`` would replay cached ones)."""
+    for epoch in itertools.count():
+        pipeline.dataset.set_epoch(epoch)
+        yield from loader
+
+
 def pipeline_alone(pipeline, args, device: torch.device) -> float:
     """Images/s of a pipeline delivering model-ready batches on ``device`` (after one untimed batch)."""
     loader = pipeline.loader(batch_size=args.batch_size, shuffle=True, drop_last=True, workers=args.workers)
-    stream = itertools.islice(itertools.cycle(loader), args.steps + 1)
+    stream = itertools.islice(epochs(pipeline, loader), args.pipeline_batches + 1)
     seen, start = 0, None
     for batch in stream:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -137,6 +144,9 @@ def main() -> None:
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=40, help="timed steps (or batches) per measurement")
+    parser.add_argument(
+        "--pipeline-batches", type=int, default=200, help="batches per input-pipeline measurement"
+    )
     parser.add_argument(
         "--warmup", type=int, default=5, help="untimed steps first (compilation happens here)"
     )

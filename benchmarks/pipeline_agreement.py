@@ -51,7 +51,9 @@ def train_run(folder: Path, pipeline: str, seed: int, args: argparse.Namespace) 
     command += ["--img-size", str(args.img_size), "--batch-size", str(args.batch_size)]
     command += ["--max-steps", str(args.steps), "--eval-every", str(args.steps), "--eval-log-start", "0"]
     command += ["--lr", str(args.lr), "--eval-split", "test", "--save-predictions", "--no-progress"]
-    command += ["--log-with", "none", "--overwrite"]
+    command += ["--log-with", "none", "--overwrite", "--init", args.init]
+    if args.init_source:
+        command += ["--init-source", args.init_source]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     subprocess.run(command, check=True, env=env)
 
@@ -74,6 +76,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--init", default="random", help="e.g. pretrained (with --init-source)")
+    parser.add_argument("--init-source", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/pipeline_agreement"))
     args = parser.parse_args()
@@ -92,8 +96,8 @@ def main() -> None:
         for p in PIPELINES
     }
     lines = [
-        f"# Input pipelines: device vs PIL ({args.model}, {args.dataset.split('/')[-1]}, {args.img_size} px, "
-        f"{args.steps} steps, {args.seeds} seeds)",
+        f"# Input pipelines: device vs PIL ({args.model}, init {args.init}, {args.dataset.split('/')[-1]}, "
+        f"{args.img_size} px, {args.steps} steps, lr {args.lr}, {args.seeds} seeds)",
         "",
         "| pipeline | test AUC, mean over seeds [95 % bootstrap over images] | per seed |",
         "|---|---|---|",
