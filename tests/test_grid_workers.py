@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from timm_transfusion.cli import main
 from timm_transfusion.files import read_jsonl
+from timm_transfusion.run_folder import TIMING_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = [
@@ -95,7 +96,7 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
 
 
 def without_timing(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
 
 
 def same_run(a: Path, b: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from timm_transfusion.run_folder import TIMING_FIELDS
 from timm_transfusion.train import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,7 +197,7 @@ def test_killed_and_resumed_run_ends_bit_identical(tmp_path, pipeline):
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
 
     def without_timing(records: list[dict]) -> list[dict]:
-        return [{k: v for k, v in r.items() if k not in ("elapsed_s", "train_images_per_s")} for r in records]
+        return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
 
     assert without_timing(read_jsonl(resumed / "metrics.jsonl")) == without_timing(
         read_jsonl(reference / "metrics.jsonl")

@@ -36,6 +36,9 @@ CHECKPOINTS = "checkpoints"
 CHECKPOINT_PREFIX = "step_"
 WEIGHT_FILES = (CONFIG, WEIGHTS)
 
+# metrics.jsonl fields that measure time, not training: they differ between otherwise identical runs.
+TIMING_FIELDS = ("elapsed_s", "train_images_per_s")
+
 # Options that may change between a run and its resumption without making it a different run.
 RUN_CONTROL_KEYS = frozenset(
     {
