@@ -39,7 +39,15 @@ from ..data import (
     load_dataset_spec,
 )
 from ..files import default_file_mode
-from ..run_folder import METRICS, PREDICTIONS, SUMMARY, TRAIN_ARGS, write_json_atomic, write_jsonl_atomic
+from ..run_folder import (
+    METRICS,
+    PREDICTIONS,
+    SUMMARY,
+    TIMING_FIELDS,
+    TRAIN_ARGS,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 from .config import TrainConfig, TrainConfigError
 from .convergence import TrainHistory, best_auc, evaluation_steps, steps_to_threshold
 from .evaluation import evaluate_model, task_loss
@@ -492,7 +500,7 @@ def _summary(config: TrainConfig, session: _Session, inputs: _Inputs, select: di
         "num_processes": session.accelerator.num_processes,
         "train_samples": len(inputs.train_ds),
         "eval_samples": len(inputs.eval_ds),
-        "final": {k: v for k, v in final.items() if k not in ("step", "epoch", "elapsed_s", "lr")},
+        "final": {k: v for k, v in final.items() if k not in ("step", "epoch", "lr", *TIMING_FIELDS)},
         "best_auc": best_auc(history.records),
         "select": select,
         "steps_to_threshold": steps_to_threshold(history.records, config.auc_thresholds),
