@@ -216,6 +216,16 @@ def _claim_folder(config: TrainConfig, inputs: _Inputs, state: PartialState) -> 
     state.wait_for_everyone()
 
 
+def _eval_loader(pipeline: InputPipeline, config: TrainConfig) -> torch.utils.data.DataLoader:
+    """Every image of an evaluated split once, in order."""
+    return pipeline.loader(
+        batch_size=config.eval_batch_size or config.batch_size,
+        shuffle=False,
+        drop_last=False,
+        workers=config.workers,
+    )
+
+
 def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
     """Step 2: Accelerator, data, optimizer and scheduler, prepared together."""
     accelerator = Accelerator(
@@ -237,12 +247,7 @@ def _prepare(config: TrainConfig, inputs: _Inputs) -> _Session:
     train_loader = train.loader(
         batch_size=config.batch_size, shuffle=True, drop_last=True, workers=config.workers
     )
-    eval_loader = evaluation.loader(
-        batch_size=config.eval_batch_size or config.batch_size,
-        shuffle=False,
-        drop_last=False,
-        workers=config.workers,
-    )
+    eval_loader = _eval_loader(evaluation, config)
     model = inputs.model
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -355,12 +360,7 @@ def _evaluate_selection(config: TrainConfig, session: _Session, inputs: _Inputs)
     if inputs.select_ds is None:
         return None
     selection = inputs.pipeline_for(inputs.select_ds, config, session.data_config, training=False)
-    loader = selection.loader(
-        batch_size=config.eval_batch_size or config.batch_size,
-        shuffle=False,
-        drop_last=False,
-        workers=config.workers,
-    )
+    loader = _eval_loader(selection, config)
     accelerator = session.accelerator
     metrics, _ = evaluate_model(
         accelerator, session.model, accelerator.prepare(loader), selection.to_model, inputs.labels
