@@ -90,6 +90,10 @@ def main() -> None:
             predictions[pipeline][seed] = final_predictions(folder)
             aucs[pipeline][seed] = json.loads((folder / "summary.json").read_text())["final"]["auc"]
     labels = predictions["device"][0][1]
+    if not all(
+        np.array_equal(run_labels, labels) for runs in predictions.values() for _, run_labels in runs.values()
+    ):
+        raise SystemExit("the runs were evaluated on different test labels; they cannot be paired by image")
     resamples = bootstrap_indices(len(labels), seed=0)
     replicates = {
         p: np.mean([auc_replicates(s, labels, resamples) for s, _ in predictions[p].values()], axis=0)

@@ -78,6 +78,63 @@ def test_resized_crop_matches_pil_resize_with_a_box(retinamnist, name):
     assert worst <= (0 if name == "nearest" else MAX_LEVELS)
 
 
+@pytest.mark.parametrize("name", ["box"])
+@pytest.mark.parametrize("size", [42, 84, 20])
+def test_ties_fall_on_pils_side(retinamnist, name, size):
+    """Scales like 2/3 put pixel edges exactly on the box filter's edge: the tie goes to PIL's pixel (within
+    PIL's rounding to uint8 after each pass). Nearest is left out: PIL accumulates its sample positions
+    step by step, and at exact ties that rounding, not a rule, picks the pixel."""
+    image = load_dataset_spec(f"npz:{retinamnist}", "test")[7]["image"]
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
+    for flip in (False, True):
+        expected = image.resize((size, size), PIL_FILTERS[name])
+        expected = np.asarray(expected.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT) if flip else expected)
+        got = one(name, pixels, (0.0, 0.0, 28.0, 28.0), (size, size), flip=flip).permute(1, 2, 0).numpy()
+        assert np.abs(got - expected).max() <= 1.0
+
+
+@pytest.mark.parametrize("name", ["bilinear", "bicubic"])
+def test_a_confined_crop_is_cut_out_before_it_is_resized(retinamnist, name):
+    """timm's random-resized crop: PIL ``crop(box).resize(size)``; the filter stops at the crop's edges."""
+    image = load_dataset_spec(f"npz:{retinamnist}", "test")[11]["image"]
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
+    box = (3, 2, 23, 24)
+    expected = np.asarray(image.crop(box).resize((64, 64), PIL_FILTERS[name]), dtype=np.float32)
+    bounds = (torch.tensor(0.0), torch.tensor(255.0))
+    code = torch.tensor([FILTERS.index(name)])
+    kwargs = dict(flip=torch.tensor([False]), filters=(name,), codes=code, bounds=bounds)
+    box_tensor = torch.tensor([[3.0, 2.0, 20.0, 22.0]])
+    confined = resized_crops(pixels, box_tensor, (64, 64), confine=True, **kwargs)[0].permute(1, 2, 0).numpy()
+    reaching = resized_crops(pixels, box_tensor, (64, 64), **kwargs)[0].permute(1, 2, 0).numpy()
+    assert np.abs(confined - expected).max() <= MAX_LEVELS
+    assert np.abs(reaching - expected).max() > MAX_LEVELS  # without confining, the edges differ
+
+
+def test_squash_crop_mode_matches_timms_eval_on_non_square_images(tmp_path):
+    data_config = {
+        "input_size": (3, 32, 32),
+        "interpolation": "bilinear",
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.25, 0.25, 0.25),
+        "crop_pct": 1.0,
+    }
+    rng = np.random.default_rng(0)
+    images = [PIL.Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)) for _ in range(4)]
+    features = datasets.Features(
+        {"image": datasets.Image(mode="RGB"), "label": datasets.ClassLabel(num_classes=2)}
+    )
+    ds = datasets.Dataset.from_dict({"image": images, "label": [0, 1, 0, 1]}, features=features)
+    for mode in ("center", "squash"):
+        config = {**data_config, "crop_mode": mode}
+        device, pil = (build_pipeline(ds, config, pipeline=p, training=False) for p in ("device", "pil"))
+        from_device = device.to_model(device.dataset.__getitems__([0, 1, 2, 3]))
+        from_pil = pil.to_model(torch.utils.data.default_collate([pil.dataset[i] for i in range(4)]))
+        assert levels(from_device, from_pil, config).max() <= MAX_LEVELS, mode
+    config = {**data_config, "crop_mode": "border"}
+    with pytest.raises(PipelineError, match="crop_mode 'border' on 30x20 images"):
+        build_pipeline(ds, config, pipeline="device", training=False).dataset.__getitems__([0])
+
+
 def test_flip_mirrors_the_resized_crop(retinamnist):
     image = load_dataset_spec(f"npz:{retinamnist}", "test")[3]["image"]
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]

@@ -77,7 +77,7 @@ def test_a_model_that_fails_to_compile_names_the_flag(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.nn.Module, "compile", failing_compile)
     with pytest.raises(
-        CompileError, match=r"--compile: torch.compile could not compile test_resnet .*graph break"
+        CompileError, match=r"--compile: training test_resnet failed inside torch.compile .*graph break"
     ):
         train(config(tmp_path / "run", compile=True))
 

@@ -20,6 +20,8 @@ from .resample import FILTERS
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 ATTEMPTS = 10  # as torchvision's RandomResizedCrop.get_params
 RANDOM_INTERPOLATIONS = ("bilinear", "bicubic")  # timm's "random"
+# Training augmentation of both pipelines (``transforms.build_transform`` passes the same to timm)
+TRAIN_SCALE, TRAIN_RATIO, TRAIN_HFLIP = (0.8, 1.0), (0.9, 1.1), 0.5
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -41,13 +43,15 @@ def uniforms(seed: int, epoch: int, indices: np.ndarray, count: int) -> np.ndarr
 
 @dataclass(frozen=True)
 class CropPolicy:
-    """How a split's images become model inputs: random-resized crops (training) or the centre square."""
+    """How a split's images become model inputs: random-resized crops (training), or timm's eval view by the
+    data config's ``crop_mode`` (``center``: the central square; ``squash``: the whole image)."""
 
     interpolation: str
     random_crop: bool = False
-    scale: tuple[float, float] = (0.8, 1.0)
-    ratio: tuple[float, float] = (0.9, 1.1)
-    hflip: float = 0.5
+    crop_mode: str = "center"
+    scale: tuple[float, float] = TRAIN_SCALE
+    ratio: tuple[float, float] = TRAIN_RATIO
+    hflip: float = TRAIN_HFLIP
 
     @property
     def filters(self) -> tuple[str, ...]:
@@ -68,27 +72,40 @@ class CropPolicy:
         filters = self.filters
         codes = np.full(count, FILTERS.index(filters[0]), dtype=np.int64)
         if not self.random_crop:
-            side = min(height, width)  # timm's eval: shorter side to the size, then the centre crop
-            box = [(width - side) / 2, (height - side) / 2, side, side]
+            box = self._eval_box(height, width)
             return np.tile(np.asarray(box, np.float32), (count, 1)), np.zeros(count, bool), codes
         u = uniforms(seed, epoch, indices, 2 * ATTEMPTS + 4)
         area = height * width * (self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, :ATTEMPTS])
         log_low, log_high = math.log(self.ratio[0]), math.log(self.ratio[1])
         aspect = np.exp(log_low + (log_high - log_low) * u[:, ATTEMPTS : 2 * ATTEMPTS])
         w, h = np.sqrt(area * aspect), np.sqrt(area / aspect)
-        fits = (w <= width) & (h <= height)
+        fits = (np.round(w) <= width) & (np.round(h) <= height)  # torchvision tests the rounded sizes
         first = fits.argmax(axis=1)
-        w, h = w[np.arange(count), first], h[np.arange(count), first]
+        w = np.minimum(w[np.arange(count), first], width)
+        h = np.minimum(h[np.arange(count), first], height)
         fallback_w, fallback_h = self._central(height, width)
         none_fit = ~fits.any(axis=1)
         w, h = np.where(none_fit, fallback_w, w), np.where(none_fit, fallback_h, h)
-        x0 = u[:, 2 * ATTEMPTS] * (width - w)
-        y0 = u[:, 2 * ATTEMPTS + 1] * (height - h)
+        x0 = np.where(none_fit, 0.5, u[:, 2 * ATTEMPTS]) * (width - w)  # the fallback crop is centred
+        y0 = np.where(none_fit, 0.5, u[:, 2 * ATTEMPTS + 1]) * (height - h)
         flips = u[:, 2 * ATTEMPTS + 2] < self.hflip
         if len(filters) > 1:
             picks = np.minimum((u[:, 2 * ATTEMPTS + 3] * len(filters)).astype(np.int64), len(filters) - 1)
             codes = np.asarray([FILTERS.index(f) for f in filters], dtype=np.int64)[picks]
         return np.stack([x0, y0, w, h], axis=1).astype(np.float32), flips, codes
+
+    def _eval_box(self, height: int, width: int) -> list[float]:
+        """timm's eval transform at crop_pct 1 as one box: ``center`` resizes the shorter side and cuts the
+        centre; ``squash`` resizes the whole image; ``border`` (pad to a square) has no box unless square."""
+        if self.crop_mode == "squash" or (self.crop_mode == "border" and height == width):
+            return [0.0, 0.0, width, height]
+        if self.crop_mode == "center":
+            side = min(height, width)
+            return [(width - side) / 2, (height - side) / 2, side, side]
+        raise PipelineError(
+            f"the device pipeline cannot reproduce crop_mode {self.crop_mode!r} on {width}x{height} images "
+            "(it pads them); use --pipeline pil"
+        )
 
     def _central(self, height: int, width: int) -> tuple[float, float]:
         """torchvision's fallback when no attempt fits: the whole image, cut to the nearest allowed ratio."""

@@ -31,7 +31,7 @@ from .transforms import TransformedDataset, build_transform
 
 PIPELINES = ("auto", "device", "pil")
 DEVICE_PATH_MAX_BYTES = 2 * 1024**3  # decoded uint8 images of all splits, per process
-_DECODE_CHUNK = 2048
+_DECODE_CHUNK_BYTES = 256 * 2**20  # decoded at a time
 
 
 @dataclass(frozen=True)
@@ -87,12 +87,18 @@ def decode_images(dataset: datasets.Dataset, *, progress: bool = True) -> torch.
     """Every image of a one-size split as a uint8 tensor (N, 3, H, W), decoded in chunks."""
     formatted = dataset.with_format("numpy", columns=["image"])
     first = formatted[0]["image"]
+    if first.ndim != 3 or first.shape[-1] != 3 or first.dtype != np.uint8:
+        raise PipelineError(
+            f"the device pipeline takes 8-bit RGB images; this split decodes to {first.dtype} {first.shape} "
+            "(cast the column with datasets.Image(mode='RGB'), as load_dataset_spec does)"
+        )
     images = torch.empty((len(dataset), 3, *first.shape[:2]), dtype=torch.uint8)
+    chunk_size = max(1, _DECODE_CHUNK_BYTES // first.nbytes)
     bar = tqdm(
         total=len(dataset), desc="decoding images", unit="img", disable=not progress or len(dataset) < 50_000
     )
-    for start in range(0, len(dataset), _DECODE_CHUNK):
-        chunk = formatted[start : start + _DECODE_CHUNK]["image"]
+    for start in range(0, len(dataset), chunk_size):
+        chunk = formatted[start : start + chunk_size]["image"]
         images[start : start + len(chunk)] = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2)
         bar.update(len(chunk))
     bar.close()
@@ -147,6 +153,7 @@ class ModelInputs:
     ) -> None:
         self.size = tuple(data_config["input_size"][1:])
         self.device_path, self.filters, self.channels_last = device_path, policy.filters, channels_last
+        self.confine = policy.random_crop  # a random crop is cut out before it is resized, as in timm
         self.mean = torch.tensor(data_config["mean"]).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(data_config["std"]).view(1, -1, 1, 1) * 255
 
@@ -165,6 +172,7 @@ class ModelInputs:
                 filters=self.filters,
                 codes=batch["filter"],
                 bounds=bounds,
+                confine=self.confine,
             )
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
@@ -192,8 +200,12 @@ class InputPipeline:
 
 
 def crop_policy(data_config: dict, *, training: bool, augment: bool = True) -> CropPolicy:
-    """The device path's counterpart of ``transforms.build_transform`` (same scale, ratio and flip)."""
-    return CropPolicy(data_config["interpolation"], random_crop=training and augment)
+    """The device path's counterpart of ``transforms.build_transform`` (same scale, ratio, flip, crop mode)."""
+    return CropPolicy(
+        data_config["interpolation"],
+        random_crop=training and augment,
+        crop_mode=data_config.get("crop_mode", "center"),
+    )
 
 
 def build_pipeline(

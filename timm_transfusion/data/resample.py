@@ -18,14 +18,13 @@ from .errors import PipelineError
 
 # Index = the code carried in a batch's ``filter`` column; names as in timm's data configs.
 FILTERS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
-SUPPORT = {"box": 0.5, "bilinear": 1.0, "hamming": 1.0, "bicubic": 2.0, "lanczos": 3.0}
 
 
 def _filter(name: str, x: torch.Tensor) -> torch.Tensor:
     """PIL's filter kernels (zero outside their support)."""
     a = x.abs()
     if name == "box":
-        return ((x >= -0.5) & (x < 0.5)).to(x.dtype)
+        return ((x > -0.5) & (x <= 0.5)).to(x.dtype)  # PIL's side of a tie
     if name == "bilinear":
         return (1 - a).clamp(min=0)
     if name == "hamming":
@@ -40,19 +39,34 @@ def _filter(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def resample_weights(
-    start: torch.Tensor, length: torch.Tensor, size_in: int, size_out: int, name: str
+    start: torch.Tensor,
+    length: torch.Tensor,
+    size_in: int,
+    size_out: int,
+    name: str,
+    *,
+    confine: bool = False,
 ) -> torch.Tensor:
     """(B, size_out, size_in) taps mapping the span ``[start, start + length)`` of each input onto ``size_out``
-    px; a negative ``length`` runs the span backwards (a mirrored crop, at no extra cost)."""
+    px; a negative ``length`` runs the span backwards (a mirrored crop, at no extra cost). ``confine``: no
+    taps outside the span, as when the crop is cut out before it is resized (timm's random-resized crop);
+    otherwise the filter reaches past the span's edges, as PIL's ``resize(box=...)`` does."""
     scale = (length / size_out)[:, None, None]
-    centre = start[:, None, None] + (torch.arange(size_out, device=start.device)[None, :, None] + 0.5) * scale
-    if name == "nearest":  # PIL: the input pixel under the output pixel's centre
+    steps = torch.arange(size_out, device=start.device, dtype=torch.float64)[None, :, None] + 0.5
+    if name == "nearest":  # PIL: the input pixel under the output pixel's centre, found in double precision
+        centre = start.double()[:, None, None] + steps * scale.double()
         nearest = centre.floor().clamp(0, size_in - 1)
-        position = torch.arange(size_in, device=start.device, dtype=start.dtype)[None, None, :]
-        return (position == nearest).to(start.dtype)
-    inverse_widen = 1 / scale.abs().clamp(min=1.0)  # downscaling widens the filter: PIL's antialiasing
-    pixel_centres = torch.arange(size_in, device=start.device, dtype=start.dtype)[None, None, :] + 0.5
-    taps = _filter(name, (pixel_centres - centre) * inverse_widen)
+        position = torch.arange(size_in, device=start.device, dtype=torch.float64)[None, None, :]
+        taps = (position == nearest).to(start.dtype)
+    else:
+        centre = start[:, None, None] + steps.to(start.dtype) * scale
+        inverse_widen = 1 / scale.abs().clamp(min=1.0)  # downscaling widens the filter: PIL's antialiasing
+        pixel_centres = torch.arange(size_in, device=start.device, dtype=start.dtype)[None, None, :] + 0.5
+        taps = _filter(name, (pixel_centres - centre) * inverse_widen)
+    if confine:
+        low, high = torch.minimum(start, start + length), torch.maximum(start, start + length)
+        pixels = torch.arange(size_in, device=start.device, dtype=start.dtype)[None, None, :]
+        taps = taps * ((pixels >= low.floor()[:, None, None]) & (pixels < high.ceil()[:, None, None]))
     return taps / taps.sum(-1, keepdim=True).clamp(min=torch.finfo(taps.dtype).tiny)
 
 
@@ -63,12 +77,14 @@ def _weights_for(
     size_out: int,
     filters: tuple[str, ...],
     codes: torch.Tensor,
+    confine: bool,
 ) -> torch.Tensor:
     """Taps of each image's own filter; the candidates are fixed, so choosing needs no host sync."""
-    weights = resample_weights(start, length, size_in, size_out, filters[0])
+    weights = resample_weights(start, length, size_in, size_out, filters[0], confine=confine)
     for name in filters[1:]:
         chosen = (codes == FILTERS.index(name))[:, None, None]
-        weights = torch.where(chosen, resample_weights(start, length, size_in, size_out, name), weights)
+        taps = resample_weights(start, length, size_in, size_out, name, confine=confine)
+        weights = torch.where(chosen, taps, weights)
     return weights
 
 
@@ -81,6 +97,7 @@ def resized_crops(
     filters: tuple[str, ...],
     codes: torch.Tensor,
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
+    confine: bool = False,
 ) -> torch.Tensor:
     """(B, C, H, W) float images -> (B, C, *size): each image's box ``(x0, y0, w, h)`` (input px) resized to
     ``size`` with its filter (``codes`` index ``FILTERS``; the candidates are ``filters``), mirrored
@@ -89,6 +106,7 @@ def resized_crops(
     Each output pixel is a weighted mean of input pixels (the taps sum to 1), so images normalised before
     resizing equal images normalised after. ``bounds`` (low, high), broadcastable to (1, C, 1, 1), clip after
     each pass as PIL clips to 0..255; only filters with negative taps (hamming, bicubic, lanczos) can overshoot.
+    ``confine``: cut each box out before resizing it (see ``resample_weights``).
     """
     batch, channels, height, width = images.shape
     out_h, out_w = size
@@ -96,8 +114,8 @@ def resized_crops(
     mirrored = flip.to(boxes.device)
     x_start = torch.where(mirrored, boxes[:, 0] + boxes[:, 2], boxes[:, 0])
     x_length = torch.where(mirrored, -boxes[:, 2], boxes[:, 2])
-    wy = _weights_for(boxes[:, 1], boxes[:, 3], height, out_h, filters, codes)
-    wx = _weights_for(x_start, x_length, width, out_w, filters, codes)
+    wy = _weights_for(boxes[:, 1], boxes[:, 3], height, out_h, filters, codes, confine)
+    wx = _weights_for(x_start, x_length, width, out_w, filters, codes, confine)
     overshoots = bounds is not None and not set(filters) <= {"nearest", "box", "bilinear"}
 
     def clip(pixels: torch.Tensor) -> torch.Tensor:

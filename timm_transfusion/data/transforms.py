@@ -9,6 +9,8 @@ import datasets
 import torch
 from timm.data import create_transform, resolve_data_config
 
+from .crops import TRAIN_HFLIP, TRAIN_RATIO, TRAIN_SCALE
+
 
 def data_config_for(model: torch.nn.Module, img_size: int) -> dict:
     """timm's data config for ``model`` at ``img_size`` px (no crop: small medical images keep their borders)."""
@@ -21,8 +23,9 @@ def build_transform(data_config: dict, *, training: bool, augment: bool = True) 
         **data_config,
         is_training=training,
         no_aug=not augment,
-        scale=(0.8, 1.0),
-        ratio=(0.9, 1.1),
+        scale=TRAIN_SCALE,
+        ratio=TRAIN_RATIO,
+        hflip=TRAIN_HFLIP,
         color_jitter=0.0,
         use_prefetcher=True,
     )

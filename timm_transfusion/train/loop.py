@@ -576,8 +576,9 @@ def train(config: TrainConfig) -> dict:
     except Exception as error:
         if config.compile and is_compile_failure(error):
             raise CompileError(
-                f"--compile: torch.compile could not compile {config.model} ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else ''}); train without --compile"
+                f"--compile: training {config.model} failed inside torch.compile ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}); if it trains without --compile, "
+                "torch.compile cannot take this model here"
             ) from error
         raise
     return _export(config, session, inputs, predictions)
