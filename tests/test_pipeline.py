@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -255,7 +256,13 @@ def test_auto_takes_the_device_path_for_one_size_and_pil_otherwise(retinamnist, 
     with pytest.raises(PipelineError, match="choose from"):
         choose_pipeline("gpu", splits)
     monkeypatch.setattr(pipeline_module, "DEVICE_PATH_MAX_BYTES", 1000)
-    assert choose_pipeline("auto", splits).name == "pil"
+    scanned = []
+    monkeypatch.setattr(
+        pipeline_module, "image_sizes", lambda ds: scanned.append(ds) or Counter({(28, 28): len(ds)})
+    )
+    choice = choose_pipeline("auto", splits)
+    assert choice.name == "pil" and "above the device-path limit" in choice.reason
+    assert not scanned  # too large at the first image's size: no header scan
     assert choose_pipeline("device", splits).name == "device"  # asked for: the limit does not apply
 
 

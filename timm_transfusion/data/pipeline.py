@@ -53,6 +53,10 @@ def image_sizes(dataset: datasets.Dataset) -> Counter:
     return sizes
 
 
+def _pixels(image: PIL.Image.Image) -> int:
+    return image.width * image.height
+
+
 def choose_pipeline(requested: str, splits: Mapping[str, datasets.Dataset]) -> PipelineChoice:
     """``requested`` (auto | device | pil) for the run's ``splits`` (name -> Dataset); refuses ``device`` on
     images of more than one size, which only the PIL path can batch."""
@@ -60,6 +64,12 @@ def choose_pipeline(requested: str, splits: Mapping[str, datasets.Dataset]) -> P
         raise PipelineError(f"unknown input pipeline {requested!r}; choose from {PIPELINES}")
     if requested == "pil":
         return PipelineChoice("pil", "--pipeline pil")
+    if requested == "auto":  # a set too large at its first image's size is not worth a header scan
+        estimate = sum(3 * len(ds) * _pixels(ds[0]["image"]) for ds in splits.values() if len(ds))
+        if estimate > DEVICE_PATH_MAX_BYTES:
+            return PipelineChoice(
+                "pil", f"about {estimate / 2**30:.1f} GiB as uint8: above the device-path limit"
+            )
     sizes: Counter = Counter()
     for dataset in splits.values():
         sizes.update(image_sizes(dataset))
@@ -99,6 +109,11 @@ def decode_images(dataset: datasets.Dataset, *, progress: bool = True) -> torch.
     )
     for start in range(0, len(dataset), chunk_size):
         chunk = formatted[start : start + chunk_size]["image"]
+        if not isinstance(chunk, np.ndarray) or chunk.shape[1:] != first.shape:
+            raise PipelineError(
+                f"images {start}..{start + chunk_size - 1} do not all decode to {first.shape} (e.g. EXIF-rotated "
+                "photos whose headers say otherwise); use --pipeline pil"
+            )
         images[start : start + len(chunk)] = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2)
         bar.update(len(chunk))
     bar.close()
