@@ -243,6 +243,13 @@ def mixed_sizes(tmp_path: Path) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"image": images, "label": [0, 1, 0]}, features=features)
 
 
+def test_the_cli_offers_exactly_the_pipelines_the_data_layer_knows():
+    from timm_transfusion.data import PIPELINES
+    from timm_transfusion.train.validation import PIPELINE_CHOICES
+
+    assert PIPELINE_CHOICES == PIPELINES
+
+
 def test_auto_takes_the_device_path_for_one_size_and_pil_otherwise(retinamnist, tmp_path, monkeypatch):
     splits = {s: load_dataset_spec(f"npz:{retinamnist}", s) for s in ("train", "test")}
     choice = choose_pipeline("auto", splits)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .crops import CropPolicy
 from .errors import PipelineError
 from .resample import resized_crops
-from .transforms import TransformedDataset, build_transform
+from .transforms import TransformedDataset, build_transform, grey_level_mean_std
 
 PIPELINES = ("auto", "device", "pil")
 DEVICE_PATH_MAX_BYTES = 2 * 1024**3  # decoded uint8 images of all splits, per process
@@ -120,9 +120,9 @@ def decode_images(dataset: datasets.Dataset, *, progress: bool = True) -> torch.
     return images
 
 
-def keep_batch(batch: dict | list) -> dict:
+def keep_batch(batch: dict) -> dict:
     """DataLoader ``collate_fn`` of the device path: ``TensorImages.__getitems__`` already returns a batch."""
-    return batch if isinstance(batch, dict) else torch.utils.data.default_collate(batch)
+    return batch
 
 
 class TensorImages(torch.utils.data.Dataset):
@@ -169,8 +169,7 @@ class ModelInputs:
         self.size = tuple(data_config["input_size"][1:])
         self.device_path, self.filters, self.channels_last = device_path, policy.filters, channels_last
         self.confine = policy.random_crop  # a random crop is cut out before it is resized, as in timm
-        self.mean = torch.tensor(data_config["mean"]).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(data_config["std"]).view(1, -1, 1, 1) * 255
+        self.mean, self.std = grey_level_mean_std(data_config)  # moved to the batches' device once
 
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         images = batch["pixel_values"]

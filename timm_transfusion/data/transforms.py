@@ -31,10 +31,17 @@ def build_transform(data_config: dict, *, training: bool, augment: bool = True) 
     )
 
 
+def grey_level_mean_std(
+    data_config: dict, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The config's mean and std in grey levels (0..255), shaped (1, C, 1, 1) for uint8 batches."""
+    mean = torch.tensor(data_config["mean"], device=device).view(1, -1, 1, 1) * 255
+    return mean, torch.tensor(data_config["std"], device=device).view(1, -1, 1, 1) * 255
+
+
 def normalize_on_device(images: torch.Tensor, data_config: dict) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float normalized with the config's mean/std, on the images' device."""
-    mean = torch.tensor(data_config["mean"], device=images.device).view(1, -1, 1, 1) * 255
-    std = torch.tensor(data_config["std"], device=images.device).view(1, -1, 1, 1) * 255
+    mean, std = grey_level_mean_std(data_config, images.device)
     return (images.float() - mean) / std
 
 
